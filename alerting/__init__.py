@@ -1,0 +1,1 @@
+"""Escalation: the detection rule (pure), incident state, and alert delivery sinks."""

@@ -1,0 +1,42 @@
+"""The one text normaliser, used by training and by the stream alike.
+
+Anything that changes here changes what every model sees, so training records
+``PREPROCESS_VERSION`` beside each model and serving refuses a mismatch."""
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+PREPROCESS_VERSION = 1
+
+URL_TOKEN = "<url>"
+USER_TOKEN = "<user>"
+
+_URL = re.compile(r"(?:https?://|www\.)\S+|\b[a-z0-9-]+\.(?:com|net|org|ly|co|io)/\S*", re.IGNORECASE)
+_HANDLE = re.compile(r"(?<![\w@])@\w{1,30}")
+_WHITESPACE = re.compile(r"\s+")
+_REPEAT = re.compile(r"(.)\1{3,}")
+
+
+def preprocess(text: str) -> str:
+    """Lower-case, anonymise handles and URLs, unescape HTML, collapse whitespace.
+
+    Handles become ``<user>`` so no model (and nothing derived from its input, such as
+    alert driver terms) ever carries a raw user name."""
+    text = html.unescape(text)
+    text = unicodedata.normalize("NFKC", text)
+    text = _URL.sub(f" {URL_TOKEN} ", text)
+    text = _HANDLE.sub(f" {USER_TOKEN} ", text)
+    text = text.lower()
+    # "sooooo" and "soooo" are the same word to a reader; keep three so emphasis survives.
+    text = _REPEAT.sub(r"\1\1\1", text)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+_TOKEN = re.compile(r"<url>|<user>|#?[a-z0-9][a-z0-9'_-]*")
+
+
+def tokens(clean_text: str) -> list[str]:
+    """Word tokens of already-preprocessed text (placeholders kept whole)."""
+    return _TOKEN.findall(clean_text)

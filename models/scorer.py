@@ -1,0 +1,146 @@
+"""The scoring interface and the model bundle every family is saved as.
+
+A bundle is a folder holding ``bundle.json`` (family, label scheme, threshold, the
+preprocessing version it was trained with) plus the family's own files. Training writes
+bundles, MLflow stores them, and serving loads them without importing any training
+framework."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from models.preprocess import PREPROCESS_VERSION
+
+MANIFEST = "bundle.json"
+SCHEMES = ("negative_vs_rest", "negative_vs_positive")
+
+
+class ModelError(RuntimeError):
+    """A model cannot be found or loaded; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    family: str
+    scheme: str
+    threshold: float = 0.5
+    name: str = ""
+    version: str = ""
+    uri: str = ""
+
+    @property
+    def negative_label(self) -> str:
+        return "negative"
+
+    @property
+    def other_label(self) -> str:
+        return "not_negative" if self.scheme == "negative_vs_rest" else "positive"
+
+    def label(self, p_negative: float) -> str:
+        return self.negative_label if p_negative >= self.threshold else self.other_label
+
+    @property
+    def display(self) -> str:
+        """How alerts and logs name the model: ``name v3 (tfidf)`` or the path."""
+        ident = f"{self.name} v{self.version}" if self.name and self.version else self.uri
+        return f"{ident} ({self.family})"
+
+
+class Scorer(Protocol):
+    info: ModelInfo
+
+    def score_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """P(negative) for each raw text, in order, as float64."""
+
+    def score_clean(self, clean_texts: Sequence[str]) -> np.ndarray:
+        """Like ``score_batch`` for texts already passed through ``preprocess`` (the stream
+        preprocesses once for scoring, scopes and driver terms)."""
+
+
+Loader = Callable[[Path, ModelInfo], Scorer]
+_LOADERS: dict[str, Loader] = {}
+
+
+def register_family(family: str) -> Callable[[Loader], Loader]:
+    def decorate(loader: Loader) -> Loader:
+        _LOADERS[family] = loader
+        return loader
+
+    return decorate
+
+
+def write_manifest(bundle_dir: Path, *, family: str, scheme: str, threshold: float = 0.5, **extra: object) -> None:
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown label scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+    manifest = {
+        "family": family,
+        "scheme": scheme,
+        "threshold": threshold,
+        "preprocess_version": PREPROCESS_VERSION,
+        **extra,
+    }
+    (bundle_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def find_bundle(root: Path) -> Path:
+    """The bundle folder at or under ``root`` (MLflow nests it under artifacts/)."""
+    if (root / MANIFEST).is_file():
+        return root
+    found = sorted(root.rglob(MANIFEST))
+    if not found:
+        raise ModelError(f"no {MANIFEST} under {root}: not a badbuzz model bundle")
+    return found[0].parent
+
+
+def load_bundle(path: Path, *, name: str = "", version: str = "", uri: str = "") -> Scorer:
+    bundle_dir = find_bundle(Path(path))
+    try:
+        manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"unreadable {bundle_dir / MANIFEST}: {exc}") from exc
+    if manifest.get("preprocess_version") != PREPROCESS_VERSION:
+        raise ModelError(
+            f"model at {bundle_dir} was trained with preprocessing v{manifest.get('preprocess_version')}, "
+            f"this code applies v{PREPROCESS_VERSION}: retrain it"
+        )
+    family = manifest.get("family", "")
+    _import_family(family)
+    if family not in _LOADERS:
+        raise ModelError(f"model at {bundle_dir} has unknown family {family!r}")
+    info = ModelInfo(
+        family=family,
+        scheme=manifest["scheme"],
+        threshold=float(manifest.get("threshold", 0.5)),
+        name=name,
+        version=version,
+        uri=uri or str(bundle_dir),
+    )
+    return _LOADERS[family](bundle_dir, info)
+
+
+def _import_family(family: str) -> None:
+    # Families register themselves on import; importing lazily keeps a worker that serves
+    # TF-IDF from loading onnxruntime sessions it does not need.
+    if family == "tfidf":
+        import models.tfidf  # noqa: F401
+
+
+def load_scorer(uri: str, *, tracking_uri: str | None = None, cache_dir: Path | None = None) -> Scorer:
+    """Load a scorer from a local bundle path or an MLflow ``models:/`` / ``runs:/`` URI."""
+    local = Path(uri).expanduser()
+    if local.exists():
+        return load_bundle(local, uri=uri)
+    if not uri.startswith(("models:/", "runs:/")):
+        raise ModelError(f"model {uri!r} is neither an existing path nor a models:/ or runs:/ URI")
+    from models.registry import fetch_registered
+
+    folder, name, version = fetch_registered(uri, tracking_uri=tracking_uri, cache_dir=cache_dir)
+    return load_bundle(folder, name=name, version=version, uri=uri)
+
+
+def with_threshold(info: ModelInfo, threshold: float) -> ModelInfo:
+    return replace(info, threshold=threshold)

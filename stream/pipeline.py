@@ -1,0 +1,116 @@
+"""What happens to one batch of raw messages: decode, score, count, escalate.
+
+Free of Kafka: the agent hands in ``RawMessage``s and a dead-letter callable, so this
+runs the same under Faust, in tests and in benchmarks."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Sequence
+
+from alerting.escalation import Escalator
+from badbuzz.settings import Settings
+from models.preprocess import preprocess
+from models.scorer import Scorer
+from stream.counters import Counters, ScoredPost
+from stream.messages import InvalidMessage, Tweet, decode, late_reason
+from stream.terms import ScopeMatcher, driver_terms
+from stream.windows import minute_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    value: bytes | None
+    key: bytes | None = None
+    timestamp_ms: int | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+
+
+DeadLetter = Callable[[RawMessage, str], Awaitable[None]]
+
+
+@dataclass
+class BatchResult:
+    received: int = 0
+    counted: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    alerts: list = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        scorer: Scorer,
+        counters: Counters,
+        escalator: Escalator,
+        dead_letter: DeadLetter,
+    ):
+        self.settings = settings
+        self.scorer = scorer
+        self.counters = counters
+        self.escalator = escalator
+        self.dead_letter = dead_letter
+        self.matcher = ScopeMatcher(settings.watch_terms)
+        self._watermark_ms = 0
+
+    async def start(self) -> None:
+        self._watermark_ms = await self.counters.watermark_ms()
+
+    async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+        result = BatchResult(received=len(messages))
+        tweets = await self._accept(messages, result)
+        if tweets:
+            clean = [preprocess(t.text) for t in tweets]
+            # Off the event loop, so Kafka heartbeats and the web server keep running
+            # while a heavier model scores.
+            scores = await asyncio.get_running_loop().run_in_executor(None, self.scorer.score_clean, clean)
+            threshold = self.scorer.info.threshold
+            posts = [
+                ScoredPost(
+                    id=tweet.id,
+                    event_ms=tweet.event_ms,
+                    score=float(score),
+                    negative=bool(score >= threshold),
+                    scopes=self.matcher.match(text),
+                    terms=driver_terms(text) if score >= threshold else (),
+                )
+                for tweet, text, score in zip(tweets, clean, scores)
+            ]
+            result.counted = await self.counters.count(posts)
+            result.duplicates = len(posts) - result.counted
+            self._watermark_ms = max(self._watermark_ms, max(t.event_ms for t in tweets))
+        if result.counted:
+            result.alerts = await self.escalator.evaluate(minute_of(self._watermark_ms))
+        return result
+
+    async def _accept(self, messages: Sequence[RawMessage], result: BatchResult) -> list[Tweet]:
+        s = self.settings
+        now_ms = int(time.time() * 1000)
+        accepted: list[Tweet] = []
+        for message in messages:
+            try:
+                tweet = decode(
+                    message.value,
+                    kafka_timestamp_ms=message.timestamp_ms,
+                    now_ms=now_ms,
+                    max_text_chars=s.max_text_chars,
+                    future_tolerance_ms=s.future_tolerance_s * 1000,
+                    retention_ms=s.counter_ttl_s * 1000,
+                )
+                reason = late_reason(tweet.event_ms, self._watermark_ms, s.allowed_lateness_s * 1000)
+            except InvalidMessage as exc:
+                reason = str(exc)
+            if reason is None:
+                accepted.append(tweet)
+            else:
+                result.dead_lettered += 1
+                await self.dead_letter(message, reason)
+        return accepted

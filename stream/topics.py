@@ -1,0 +1,39 @@
+"""Kafka topic administration: the topics exist, with the configured partitions, before
+anything produces to them (broker auto-creation would pick its own defaults)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from badbuzz.settings import Settings
+
+
+async def ensure_topics(settings: Settings, names: Sequence[str], *, partitions: int | None = None) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=partitions or settings.topic_partitions, replication_factor=1) for n in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another worker created it between our list and create
+    finally:
+        await admin.close()
+
+
+async def delete_topics(settings: Settings, names: Sequence[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [n for n in names if n in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

@@ -1,0 +1,59 @@
+import pytest
+
+from alerting.rules import Action, OpenIncident, RuleConfig, Severity, baseline_rate, evaluate
+from stream.windows import WindowStats
+
+CFG = RuleConfig(window_min=15, baseline_min=60, min_volume=30, margin=0.15, critical_margin=0.30, floor=0.20)
+
+
+def w(total, negative):
+    return WindowStats(0, 14, total, negative, 0.0)
+
+
+def test_calm_traffic_does_not_open():
+    assert evaluate(w(600, 360), w(2400, 1440), None, CFG) is None
+
+
+def test_rise_above_margin_opens_warning():
+    d = evaluate(w(600, 460), w(2400, 1440), None, CFG)
+    assert (d.action, d.severity, d.baseline) == (Action.OPEN, Severity.WARNING, 0.6)
+
+
+def test_large_rise_opens_critical():
+    d = evaluate(w(100, 95), w(2400, 1200), None, CFG)
+    assert (d.action, d.severity) == (Action.OPEN, Severity.CRITICAL)
+
+
+def test_low_volume_never_opens():
+    assert evaluate(w(29, 29), w(2400, 240), None, CFG) is None
+
+
+def test_baseline_uses_floor_when_history_is_thin_or_low():
+    assert baseline_rate(w(10, 9), CFG) == 0.20
+    assert baseline_rate(w(1000, 50), CFG) == 0.20
+    assert evaluate(w(100, 34), w(5, 0), None, CFG) is None
+    assert evaluate(w(100, 35), w(5, 0), None, CFG).action is Action.OPEN
+
+
+def test_open_incident_is_not_re_alerted():
+    incident = OpenIncident(Severity.WARNING, 0.6)
+    assert evaluate(w(600, 470), w(2400, 1440), incident, CFG) is None
+
+
+def test_escalation_once_to_critical():
+    d = evaluate(w(600, 560), w(2400, 1440), OpenIncident(Severity.WARNING, 0.6), CFG)
+    assert (d.action, d.severity) == (Action.ESCALATE, Severity.CRITICAL)
+    assert evaluate(w(600, 590), w(2400, 1440), OpenIncident(Severity.CRITICAL, 0.6), CFG) is None
+
+
+def test_resolution_has_hysteresis_against_the_opening_baseline():
+    incident = OpenIncident(Severity.WARNING, 0.6)
+    # Baseline window now contains the spike (0.75); resolution still compares with 0.6.
+    assert evaluate(w(600, 410), w(2400, 1800), incident, CFG) is None  # 0.683: above 0.6 + 0.075
+    d = evaluate(w(600, 400), w(2400, 1800), incident, CFG)  # 0.667 < 0.675
+    assert (d.action, d.baseline) == (Action.RESOLVE, 0.6)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        RuleConfig(margin=0.4, critical_margin=0.3)
