@@ -27,6 +27,7 @@ class RuleConfig:
     margin: float = 0.15
     critical_margin: float = 0.30
     floor: float = 0.20
+    prior: float = 0.50
 
     def __post_init__(self) -> None:
         if not 0 < self.margin <= self.critical_margin:
@@ -52,9 +53,9 @@ _EPS = 1e-9
 
 def baseline_rate(baseline: WindowStats, cfg: RuleConfig) -> float:
     """The trailing rate before the alert window, never below the floor; with too few
-    posts to trust it, the floor alone."""
+    posts to trust it, the configured prior."""
     if baseline.total < cfg.min_volume:
-        return cfg.floor
+        return max(cfg.prior, cfg.floor)
     return max(baseline.rate, cfg.floor)
 
 

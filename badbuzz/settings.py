@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     alert_min_volume: int = 30
     alert_margin: float = 0.15
     alert_floor: float = 0.20
+    # The baseline assumed while there is too little history to measure one: set it to
+    # the usual negative rate of your traffic.
+    alert_prior: float = 0.50
     alert_critical_margin: float = 0.30
 
     # Sinks. Secrets stay SecretStr so they never render in logs or reprs.

@@ -67,6 +67,7 @@ def rule_config(settings: Settings) -> RuleConfig:
         margin=settings.alert_margin,
         critical_margin=settings.alert_critical_margin,
         floor=settings.alert_floor,
+        prior=settings.alert_prior,
     )
 
 

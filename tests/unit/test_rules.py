@@ -3,7 +3,7 @@ import pytest
 from alerting.rules import Action, OpenIncident, RuleConfig, Severity, baseline_rate, evaluate
 from stream.windows import WindowStats
 
-CFG = RuleConfig(window_min=15, baseline_min=60, min_volume=30, margin=0.15, critical_margin=0.30, floor=0.20)
+CFG = RuleConfig(window_min=15, baseline_min=60, min_volume=30, margin=0.15, critical_margin=0.30, floor=0.20, prior=0.50)
 
 
 def w(total, negative):
@@ -28,11 +28,14 @@ def test_low_volume_never_opens():
     assert evaluate(w(29, 29), w(2400, 240), None, CFG) is None
 
 
-def test_baseline_uses_floor_when_history_is_thin_or_low():
-    assert baseline_rate(w(10, 9), CFG) == 0.20
+def test_baseline_is_the_prior_when_history_is_thin_and_never_below_the_floor():
+    assert baseline_rate(w(10, 9), CFG) == 0.50
     assert baseline_rate(w(1000, 50), CFG) == 0.20
-    assert evaluate(w(100, 34), w(5, 0), None, CFG) is None
-    assert evaluate(w(100, 35), w(5, 0), None, CFG).action is Action.OPEN
+    assert baseline_rate(w(1000, 300), CFG) == 0.30
+    assert evaluate(w(100, 64), w(5, 0), None, CFG) is None
+    assert evaluate(w(100, 65), w(5, 0), None, CFG).action is Action.OPEN
+    assert evaluate(w(100, 34), w(1000, 50), None, CFG) is None
+    assert evaluate(w(100, 35), w(1000, 50), None, CFG).action is Action.OPEN
 
 
 def test_open_incident_is_not_re_alerted():
