@@ -2,11 +2,13 @@
 (or a line in ``.env``); the README's configuration table lists them with their defaults."""
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +41,7 @@ class Settings(BaseSettings):
     web_port: int = 6066
     batch_size: int = 256
     batch_within_s: float = 0.5
-    watch_terms: list[str] = ["delay", "cancel", "lost luggage", "refund"]
+    watch_terms: Annotated[list[str], NoDecode] = ["delay", "cancel", "lost luggage", "refund"]
     # An event older than the newest event seen minus this is still counted in its own
     # minute; beyond it (or older than the counter TTL) it goes to the DLQ.
     allowed_lateness_s: int = 3600
@@ -73,8 +75,10 @@ class Settings(BaseSettings):
     @field_validator("watch_terms", mode="before")
     @classmethod
     def _split_terms(cls, value: object) -> object:
-        # Operators write "delay,cancel" in the environment, not JSON.
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        # Operators write "delay,cancel" in the environment; JSON lists work too.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [term.strip().lower() for term in value.split(",") if term.strip()]
         return value
 

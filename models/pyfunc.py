@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
@@ -23,9 +24,11 @@ class BundleModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.scorer = load_bundle(Path(context.artifacts["bundle"]))
 
-    # No type hints here on purpose: MLflow 3 reads predict's hints as the input schema
-    # and would override SIGNATURE.
-    def predict(self, context, model_input, params=None):
+    # MLflow reads these hints; pd.DataFrame is one it accepts without deriving a schema
+    # from it, so SIGNATURE stays the model's contract.
+    def predict(
+        self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         texts = model_input["text"].fillna("").astype(str).tolist()
         p_negative = self.scorer.score_batch(texts)
         labels = [self.scorer.info.label(float(p)) for p in p_negative]

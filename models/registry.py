@@ -17,8 +17,8 @@ def fetch_registered(uri: str, *, tracking_uri: str | None, cache_dir: Path | No
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    # Resolved once and passed explicitly: setting it globally would redirect the
-    # caller's own MLflow calls.
+    # Passed explicitly, never set globally: that would redirect the caller's own MLflow
+    # calls (and export MLFLOW_TRACKING_URI to its environment).
     tracking_uri = tracking_uri or mlflow.get_tracking_uri()
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     name = version = ""
@@ -32,23 +32,26 @@ def fetch_registered(uri: str, *, tracking_uri: str | None, cache_dir: Path | No
                 else client.get_model_version(name, match["version"])
             )
             version = str(mv.version)
-            source = f"models:/{name}/{version}"
-            # Version numbers restart in every store (and in a re-created one), so the
-            # cache key also carries what the version points at.
-            identity = f"{tracking_uri}|{mv.source}|{mv.run_id}"
+            # The storage URI, not models:/...: MLflow resolves models:/ URIs through the
+            # global registry URI whatever registry_uri download_artifacts is given.
+            source = client.get_model_version_download_uri(name, version)
         else:
-            source = identity = uri
+            source = uri
         root = cache_dir or Path.home() / ".cache" / "badbuzz"
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+        # Version numbers restart in every store (and in a re-created one), so the cache
+        # key also carries where the version's files live.
+        digest = hashlib.sha256(f"{tracking_uri}|{source}".encode()).hexdigest()[:12]
         dest = root / (f"{name}-v{version}-{digest}" if name else f"run-{digest}")
         if not any(dest.rglob(MANIFEST)):
-            _download(mlflow, source, tracking_uri, root, dest)
+            _download(source, tracking_uri, root, dest)
     except MlflowException as exc:
         raise ModelError(f"cannot load {uri} from MLflow at {tracking_uri}: {exc.message}") from exc
     return dest, name, version
 
 
-def _download(mlflow, source: str, tracking_uri: str, root: Path, dest: Path) -> None:
+def _download(source: str, tracking_uri: str, root: Path, dest: Path) -> None:
+    import mlflow
+
     # Download beside the destination and rename into place, so a crash or a concurrent
     # worker never leaves a half-written bundle that looks complete.
     root.mkdir(parents=True, exist_ok=True)
@@ -57,10 +60,12 @@ def _download(mlflow, source: str, tracking_uri: str, root: Path, dest: Path) ->
         mlflow.artifacts.download_artifacts(
             artifact_uri=source, dst_path=str(staging), tracking_uri=tracking_uri, registry_uri=tracking_uri
         )
-        shutil.rmtree(dest, ignore_errors=True)
-        staging.rename(dest)
-    except OSError:
-        if not any(dest.rglob(MANIFEST)):
-            raise
+        if dest.exists() and not any(dest.rglob(MANIFEST)):
+            shutil.rmtree(dest)  # an incomplete folder left by an interrupted older download
+        try:
+            staging.rename(dest)
+        except OSError:
+            if not any(dest.rglob(MANIFEST)):
+                raise  # not a concurrent download that finished first: a real failure
     finally:
         shutil.rmtree(staging, ignore_errors=True)

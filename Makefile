@@ -1,0 +1,16 @@
+.PHONY: demo test setup services-up services-down
+
+demo:  ## set up everything and run the local demo
+	bash scripts/demo.sh
+
+test:  ## set up everything, start the services, run the whole test suite
+	bash scripts/test.sh
+
+setup:
+	bash scripts/bootstrap.sh
+
+services-up: setup
+	.venv/bin/badbuzz services up
+
+services-down:
+	.venv/bin/badbuzz services down

@@ -1,0 +1,148 @@
+"""Shared fixtures. Integration tests talk to a real Kafka broker and a real Redis:
+the ones ``badbuzz services up`` starts (addresses from ``BADBUZZ_KAFKA_BOOTSTRAP`` /
+``BADBUZZ_REDIS_URL``), or, with ``BADBUZZ_TESTCONTAINERS=1`` where a Docker engine
+exists, containers started by testcontainers."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from badbuzz.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_mlflow(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def live_services():
+    """(kafka_bootstrap, redis_url) of running services; fails loudly when they are not up."""
+    if os.environ.get("BADBUZZ_TESTCONTAINERS") == "1":
+        yield from _containers()
+        return
+    settings = Settings()
+    host, port = settings.kafka_bootstrap.rsplit(":", 1)
+    if not _reachable(host, int(port)):
+        pytest.fail(f"no Kafka broker at {settings.kafka_bootstrap}: run `badbuzz services up` first")
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"no Redis at {settings.redis_url} ({exc}): run `badbuzz services up` first")
+    yield settings.kafka_bootstrap, settings.redis_url
+
+
+def _containers():
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.redis import RedisContainer
+
+    with KafkaContainer().with_kraft() as kafka, RedisContainer() as redis_container:
+        host = redis_container.get_container_host_ip()
+        yield kafka.get_bootstrap_server(), f"redis://{host}:{redis_container.get_exposed_port(6379)}/0"
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory, live_services):
+    """A private BADBUZZ_HOME whose MLflow registry holds a small TF-IDF champion."""
+    from training.train import train
+
+    home = tmp_path_factory.mktemp("badbuzz-home")
+    settings = Settings(home=home, mlflow_tracking_uri="")
+    train("tfidf", "airline", "negative_vs_rest", settings, limit=4000, progress=lambda *_: None)
+    return home
+
+
+@pytest.fixture
+def isolated(live_services, model_home):
+    """Settings with this test's own topics, consumer group and Redis prefix."""
+    kafka, redis_url = live_services
+    tag = uuid.uuid4().hex[:10]
+    return Settings(
+        home=model_home,
+        mlflow_tracking_uri="",
+        kafka_bootstrap=kafka,
+        redis_url=redis_url,
+        topic_raw=f"t-{tag}.raw",
+        topic_dlq=f"t-{tag}.dlq",
+        topic_alerts=f"t-{tag}.alerts",
+        redis_prefix=f"test:{tag}",
+        app_id=f"badbuzz-test-{tag}",
+        web_port=free_port(),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BADBUZZ_") and k != "SLACK_WEBHOOK_URL"}
+    fields = ("home", "kafka_bootstrap", "redis_url", "topic_raw", "topic_dlq", "topic_alerts", "redis_prefix", "app_id", "web_port", "batch_size")
+    for field in (*fields, *(f for f in Settings.model_fields if f.startswith("alert_"))):
+        env[f"BADBUZZ_{field.upper()}"] = str(getattr(settings, field))
+    env["BADBUZZ_WATCH_TERMS"] = ",".join(settings.watch_terms)
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def running_worker(settings: Settings, log_path: Path, **extra_env: str):
+    """A real ``badbuzz worker`` process; its log is printed if the test fails."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "badbuzz.cli", "worker"],
+            cwd=REPO,
+            env=worker_env(settings, **extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc
+    except BaseException:
+        print(log_path.read_text()[-8000:])
+        raise
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def wait_for(predicate, *, timeout: float, interval: float = 0.25, what: str = "condition", process=None):
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the worker exited with code {process.returncode} while waiting for {what}")
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(interval)

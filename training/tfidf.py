@@ -1,0 +1,54 @@
+"""Fitting the TF-IDF family: word and character n-grams into a logistic regression.
+
+The saved pipeline takes already-preprocessed text; ``models.tfidf`` applies
+``preprocess`` at scoring time, so training applies the very same function here."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import joblib
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from models.preprocess import preprocess, tokens
+from models.tfidf import PIPELINE_FILE
+
+PARAMS: dict[str, object] = {
+    "word_ngram_range": (1, 2),
+    "char_ngram_range": (2, 5),
+    "min_df": 2,
+    "C": 2.0,
+    "solver": "liblinear",
+    "max_iter": 1000,
+    "class_weight": "balanced",
+}
+
+
+def build_pipeline(seed: int, params: dict[str, object] = PARAMS) -> Pipeline:
+    common = {"min_df": params["min_df"], "sublinear_tf": True, "lowercase": False, "dtype": np.float32}
+    features = FeatureUnion([
+        # The shared tokenizer keeps <user>/<url> placeholders and hashtags whole.
+        ("word", TfidfVectorizer(
+            tokenizer=tokens, token_pattern=None, ngram_range=params["word_ngram_range"], **common
+        )),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=params["char_ngram_range"], **common)),
+    ])
+    classifier = LogisticRegression(
+        C=params["C"],
+        solver=params["solver"],
+        max_iter=params["max_iter"],
+        class_weight=params["class_weight"],
+        random_state=seed,
+    )
+    return Pipeline([("features", features), ("classifier", classifier)])
+
+
+def fit(texts: Sequence[str], labels: np.ndarray, seed: int, params: dict[str, object] = PARAMS) -> Pipeline:
+    return build_pipeline(seed, params).fit([preprocess(t) for t in texts], labels)
+
+
+def save(pipeline: Pipeline, bundle_dir: Path) -> None:
+    joblib.dump(pipeline, bundle_dir / PIPELINE_FILE)

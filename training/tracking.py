@@ -1,0 +1,126 @@
+"""MLflow bookkeeping: the store, the experiment, the run, the pyfunc model, the registry.
+
+Everything goes through an ``MlflowClient`` bound to the settings' store. MLflow's fluent
+API (start_run, log_model) would need ``mlflow.set_tracking_uri``, which is process-global
+and also exports MLFLOW_TRACKING_URI to the environment, where ``Settings`` reads it."""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+import sklearn
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+import models
+from badbuzz.settings import PROJECT_ROOT, Settings
+from models.pyfunc import SIGNATURE, BundleModel
+
+EXPERIMENT = "badbuzz"
+CHAMPION = "champion"
+MODEL_PATH = "model"
+# Synthetic on purpose: an input example taken from the data would store real tweets
+# (and the handles preprocessing anonymises) inside every model artifact.
+INPUT_EXAMPLE = pd.DataFrame({"text": [
+    "@united lost my bag again, worst airline ever",
+    "@JetBlue thanks for the smooth flight!",
+]})
+
+
+def open_store(settings: Settings) -> mlflow.MlflowClient:
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(client: mlflow.MlflowClient, settings: Settings) -> str:
+    """The experiment's id, creating it with artifacts under ``settings.artifact_root``:
+    left to itself, a sqlite store writes artifacts to ./mlruns of whatever the CWD is."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    try:
+        return client.create_experiment(EXPERIMENT, artifact_location=settings.artifact_root.resolve().as_uri())
+    except MlflowException as exc:
+        if not _already_exists(exc):
+            raise
+        return client.get_experiment_by_name(EXPERIMENT).experiment_id  # created concurrently
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def log_values(
+    client: mlflow.MlflowClient, run_id: str, params: dict[str, object], metrics: dict[str, float], tags: dict[str, str]
+) -> None:
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+        params=[Param(key, str(value)) for key, value in params.items()],
+        tags=[RunTag(key, value) for key, value in tags.items()],
+    )
+
+
+def log_bundle_model(client: mlflow.MlflowClient, run_id: str, bundle_dir: Path) -> str:
+    """Save the bundle as a pyfunc model into the run's artifacts; return its storage URI."""
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = Path(scratch) / MODEL_PATH
+        mlflow.pyfunc.save_model(
+            path=str(model_dir),
+            python_model=BundleModel(),
+            artifacts={"bundle": str(bundle_dir)},
+            # Ships the models package so the pyfunc loads where badbuzz is not installed.
+            code_paths=[str(Path(models.__file__).parent)],
+            # Listed rather than inferred: inference loads the model in a subprocess.
+            pip_requirements=[
+                f"mlflow=={mlflow.__version__}",
+                f"scikit-learn=={sklearn.__version__}",
+                f"joblib=={joblib.__version__}",
+                f"numpy=={np.__version__}",
+                f"pandas=={pd.__version__}",
+            ],
+            signature=SIGNATURE,
+            input_example=INPUT_EXAMPLE,
+        )
+        client.log_artifacts(run_id, str(model_dir), MODEL_PATH)
+    return f"{client.get_run(run_id).info.artifact_uri}/{MODEL_PATH}"
+
+
+def register(client: mlflow.MlflowClient, name: str, source: str, run_id: str) -> str:
+    """Register ``source`` as a new version of ``name``; return the version number."""
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if not _already_exists(exc):
+            raise
+    return str(client.create_model_version(name, source, run_id=run_id).version)
+
+
+def crown_if_first(client: mlflow.MlflowClient, name: str, version: str) -> bool:
+    """Give ``version`` the champion alias only when no version holds it yet; replacing a
+    champion is the promotion gate's decision, not training's."""
+    if CHAMPION in client.get_registered_model(name).aliases:
+        return False
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return True
+
+
+def _already_exists(exc: MlflowException) -> bool:
+    return exc.error_code == ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
