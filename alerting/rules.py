@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from scipy.stats import binom
+
 from stream.windows import WindowStats
 
 
@@ -27,11 +29,18 @@ class RuleConfig:
     margin: float = 0.15
     critical_margin: float = 0.30
     floor: float = 0.20
-    prior: float = 0.50
+    # One-sided binomial test: the window's negatives must be this unlikely under the
+    # baseline rate, so a 40-post scope does not page on noise.
+    p_value: float = 0.001
+    # Baseline to assume while a scope has too little history. None: do not alert on a
+    # scope until it has history (a freshly watched term is not an incident).
+    prior: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.margin <= self.critical_margin:
             raise ValueError("need 0 < margin <= critical_margin")
+        if not 0 < self.p_value < 1:
+            raise ValueError("need 0 < p_value < 1")
 
 
 @dataclass(frozen=True)
@@ -51,18 +60,28 @@ class Decision:
 _EPS = 1e-9
 
 
-def baseline_rate(baseline: WindowStats, cfg: RuleConfig) -> float:
+def baseline_rate(baseline: WindowStats, cfg: RuleConfig) -> float | None:
     """The trailing rate before the alert window, never below the floor; with too few
-    posts to trust it, the configured prior."""
+    posts to trust it, the configured prior (None if there is none)."""
     if baseline.total < cfg.min_volume:
-        return max(cfg.prior, cfg.floor)
+        return None if cfg.prior is None else max(cfg.prior, cfg.floor)
     return max(baseline.rate, cfg.floor)
+
+
+def p_value(window: WindowStats, base: float) -> float:
+    """P(at least this many negatives | each post negative with probability ``base``)."""
+    return float(binom.sf(window.negative - 1, window.total, base))
 
 
 def evaluate(window: WindowStats, baseline: WindowStats, incident: OpenIncident | None, cfg: RuleConfig) -> Decision | None:
     if incident is None:
         base = baseline_rate(baseline, cfg)
-        if window.total >= cfg.min_volume and window.rate - base >= cfg.margin - _EPS:
+        if (
+            base is not None
+            and window.total >= cfg.min_volume
+            and window.rate - base >= cfg.margin - _EPS
+            and p_value(window, base) <= cfg.p_value
+        ):
             severity = Severity.CRITICAL if window.rate - base >= cfg.critical_margin - _EPS else Severity.WARNING
             return Decision(Action.OPEN, severity, base)
         return None
@@ -71,6 +90,11 @@ def evaluate(window: WindowStats, baseline: WindowStats, incident: OpenIncident 
     rise = window.rate - incident.baseline
     if rise < cfg.margin / 2 - _EPS:
         return Decision(Action.RESOLVE, incident.severity, incident.baseline)
-    if incident.severity is Severity.WARNING and rise >= cfg.critical_margin - _EPS and window.total >= cfg.min_volume:
+    if (
+        incident.severity is Severity.WARNING
+        and rise >= cfg.critical_margin - _EPS
+        and window.total >= cfg.min_volume
+        and p_value(window, incident.baseline + cfg.margin) <= cfg.p_value
+    ):
         return Decision(Action.ESCALATE, Severity.CRITICAL, incident.baseline)
     return None

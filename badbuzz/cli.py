@@ -83,8 +83,10 @@ def train(family: str, data: str, scheme: str, limit: int | None) -> None:
     """Train a model family, log it to MLflow and register it (champion if first)."""
     from training.train import train as run_training
 
-    result = run_training(family, data, scheme, _settings(), limit=limit, progress=click.echo)
-    click.echo(f"registered {result.name} v{result.version}{' as champion' if result.became_champion else ''}")
+    try:
+        run_training(family, data, scheme, _settings(), limit=limit, progress=click.echo)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 @cli.command()
@@ -166,7 +168,7 @@ def score(texts: tuple[str, ...], file_, model_uri: str | None, as_json: bool, b
 @cli.command()
 @click.option("--rate", type=click.FloatRange(min=1), default=150.0, show_default=True, help="Replay speed, posts per second.")
 @click.option("--calm", type=click.IntRange(min=100), default=3000, show_default=True, help="Calm posts before and around the burst.")
-@click.option("--burst-size", type=click.IntRange(min=10), default=500, show_default=True, help="Extra negative posts in the burst.")
+@click.option("--burst-size", type=click.IntRange(min=10), default=800, show_default=True, help="Extra negative posts in the burst.")
 @click.option("--keep-services", is_flag=True, help="Leave Kafka and Redis running afterwards.")
 def demo(rate: float, calm: int, burst_size: int, keep_services: bool) -> None:
     """Start services, train a champion if needed, run a worker, replay airline tweets

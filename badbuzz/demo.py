@@ -5,6 +5,7 @@ other's posts or counters."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -57,10 +58,14 @@ def _ensure_champion(settings: Settings) -> None:
         from training.train import train
 
         result = train("tfidf", "airline", "negative_vs_rest", settings, progress=say)
-        say(f"registered {result.name} v{result.version} as champion")
+        say(f"registered {result.registered_name} v{result.version} as champion")
 
 
 async def _run(base: Settings, *, rate: float, calm: int, burst_size: int) -> bool:
+    # Fresh topics spend their first second electing leaders; the clients retry on their
+    # own, and the retry chatter would bury the narrative.
+    for chatty in ("aiokafka.consumer.fetcher", "aiokafka.producer.sender"):
+        logging.getLogger(chatty).setLevel(logging.CRITICAL)
     run = time.strftime("demo-%Y%m%d-%H%M%S")
     settings = base.model_copy(
         update=dict(

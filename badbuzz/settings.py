@@ -61,10 +61,11 @@ class Settings(BaseSettings):
     alert_min_volume: int = 30
     alert_margin: float = 0.15
     alert_floor: float = 0.20
-    # The baseline assumed while there is too little history to measure one: set it to
-    # the usual negative rate of your traffic.
-    alert_prior: float = 0.50
+    # The baseline assumed while a scope has too little history to measure one (set it to
+    # your traffic's usual negative rate); unset, a scope does not alert until it has history.
+    alert_prior: float | None = None
     alert_critical_margin: float = 0.30
+    alert_p_value: float = 0.001
 
     # Sinks. Secrets stay SecretStr so they never render in logs or reprs.
     slack_webhook_url: SecretStr | None = Field(default=None, validation_alias="SLACK_WEBHOOK_URL")

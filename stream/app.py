@@ -70,6 +70,7 @@ def rule_config(settings: Settings) -> RuleConfig:
         critical_margin=settings.alert_critical_margin,
         floor=settings.alert_floor,
         prior=settings.alert_prior,
+        p_value=settings.alert_p_value,
     )
 
 

@@ -103,7 +103,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BADBUZZ_") and k != "SLACK_WEBHOOK_URL"}
     fields = ("home", "kafka_bootstrap", "redis_url", "topic_raw", "topic_dlq", "topic_alerts", "redis_prefix", "app_id", "web_port", "batch_size")
     for field in (*fields, *(f for f in Settings.model_fields if f.startswith("alert_"))):
-        env[f"BADBUZZ_{field.upper()}"] = str(getattr(settings, field))
+        if getattr(settings, field) is not None:
+            env[f"BADBUZZ_{field.upper()}"] = str(getattr(settings, field))
     env["BADBUZZ_WATCH_TERMS"] = ",".join(settings.watch_terms)
     env.update(extra)
     return env

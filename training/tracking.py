@@ -5,9 +5,11 @@ API (start_run, log_model) would need ``mlflow.set_tracking_uri``, which is proc
 and also exports MLFLOW_TRACKING_URI to the environment, where ``Settings`` reads it."""
 from __future__ import annotations
 
+import logging
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import joblib
@@ -80,7 +82,7 @@ def log_values(
 
 def log_bundle_model(client: mlflow.MlflowClient, run_id: str, bundle_dir: Path) -> str:
     """Save the bundle as a pyfunc model into the run's artifacts; return its storage URI."""
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, _quiet("mlflow.pyfunc"):
         model_dir = Path(scratch) / MODEL_PATH
         mlflow.pyfunc.save_model(
             path=str(model_dir),
@@ -124,3 +126,16 @@ def crown_if_first(client: mlflow.MlflowClient, name: str, version: str) -> bool
 
 def _already_exists(exc: MlflowException) -> bool:
     return exc.error_code == ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
+
+
+@contextmanager
+def _quiet(logger_name: str):
+    """MLflow warns that any python_model is pickled; ours pickles only a class reference,
+    so the warning would only teach users to ignore warnings."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -1,6 +1,6 @@
 import pytest
 
-from alerting.rules import Action, OpenIncident, RuleConfig, Severity, baseline_rate, evaluate
+from alerting.rules import Action, OpenIncident, RuleConfig, Severity, baseline_rate, evaluate, p_value
 from stream.windows import WindowStats
 
 CFG = RuleConfig(window_min=15, baseline_min=60, min_volume=30, margin=0.15, critical_margin=0.30, floor=0.20, prior=0.50)
@@ -28,12 +28,19 @@ def test_low_volume_never_opens():
     assert evaluate(w(29, 29), w(2400, 240), None, CFG) is None
 
 
+def test_no_alert_without_history_unless_a_prior_is_configured():
+    no_prior = RuleConfig(prior=None)
+    assert baseline_rate(w(29, 9), no_prior) is None
+    assert evaluate(w(600, 600), w(29, 0), None, no_prior) is None
+    assert evaluate(w(600, 600), w(30, 0), None, no_prior).action is Action.OPEN
+
+
 def test_baseline_is_the_prior_when_history_is_thin_and_never_below_the_floor():
     assert baseline_rate(w(10, 9), CFG) == 0.50
     assert baseline_rate(w(1000, 50), CFG) == 0.20
     assert baseline_rate(w(1000, 300), CFG) == 0.30
-    assert evaluate(w(100, 64), w(5, 0), None, CFG) is None
-    assert evaluate(w(100, 65), w(5, 0), None, CFG).action is Action.OPEN
+    assert evaluate(w(1000, 649), w(5, 0), None, CFG) is None
+    assert evaluate(w(1000, 650), w(5, 0), None, CFG).action is Action.OPEN
     assert evaluate(w(100, 34), w(1000, 50), None, CFG) is None
     assert evaluate(w(100, 35), w(1000, 50), None, CFG).action is Action.OPEN
 
@@ -60,3 +67,17 @@ def test_resolution_has_hysteresis_against_the_opening_baseline():
 def test_config_validation():
     with pytest.raises(ValueError):
         RuleConfig(margin=0.4, critical_margin=0.3)
+
+
+def test_small_scope_noise_is_not_significant():
+    # 40 of 42 negative against an 80% baseline: a 15-point rise, but p ~ 0.008.
+    assert evaluate(w(42, 40), w(200, 160), None, CFG) is None
+    assert 0.001 < p_value(w(42, 40), 0.8) < 0.01
+    # The same rise on a large window is overwhelming evidence.
+    assert evaluate(w(1000, 950), w(4000, 3200), None, CFG).action is Action.OPEN
+
+
+def test_escalation_also_needs_significance():
+    incident = OpenIncident(Severity.WARNING, 0.5)
+    assert evaluate(w(31, 27), w(200, 100), incident, CFG) is None
+    assert evaluate(w(600, 500), w(2400, 1200), incident, CFG).action is Action.ESCALATE
