@@ -38,6 +38,7 @@ class Settings(BaseSettings):
 
     # Worker
     app_id: str = "badbuzz-detector"
+    web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_size: int = 256
     batch_within_s: float = 0.5

@@ -28,7 +28,7 @@ def create_app(settings: Settings, scorer: Scorer) -> faust.App:
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         datadir=str(datadir),
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
         web_port=settings.web_port,
         topic_partitions=settings.topic_partitions,
         consumer_auto_offset_reset="earliest",
