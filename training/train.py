@@ -1,6 +1,7 @@
 """Train one model family on one data source, log it to MLflow and register it."""
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +13,13 @@ import pandas as pd
 from badbuzz.settings import Settings, get_settings
 from models.preprocess import PREPROCESS_VERSION
 from models.scorer import SCHEMES, Scorer, load_bundle, write_manifest
-from training import tfidf, tracking
+from training import tracking
 from training.data import CleanReport, Split, clean, file_sha256, parse_data_spec, split, stratified_subset, to_binary
 from training.metrics import evaluate
 
 # Each family module offers PARAMS, fit(texts, labels, seed) and save(model, bundle_dir).
-FAMILIES: dict[str, ModuleType] = {"tfidf": tfidf}
+# Imported on demand: training TF-IDF must not pay for importing TensorFlow or torch.
+FAMILIES: dict[str, str] = {"tfidf": "training.tfidf"}
 SEED = 42
 THRESHOLD = 0.5
 
@@ -57,7 +59,7 @@ def train(
     if scheme not in SCHEMES:
         raise ValueError(f"unknown label scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
     settings = settings or get_settings()
-    module = FAMILIES[family]
+    module: ModuleType = importlib.import_module(FAMILIES[family])
     prepared = _prepare(data, scheme, limit, progress)
     train_part = prepared.parts.train
 
