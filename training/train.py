@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import importlib
+import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,13 +15,18 @@ import pandas as pd
 from badbuzz.settings import Settings, get_settings
 from models.preprocess import PREPROCESS_VERSION
 from models.scorer import SCHEMES, Scorer, load_bundle, write_manifest
-from training import tracking
-from training.data import CleanReport, Split, clean, file_sha256, parse_data_spec, split, stratified_subset, to_binary
-from training.metrics import evaluate
+from training import evaluate, tracking
+from training.data import (
+    LONG_CHARS, SHORT_TOKENS, CleanReport, Split, clean, file_sha256, frame_sha256, parse_data_spec, split,
+    stratified_subset, to_binary,
+)
+from training.feedback import FeedbackReport, add_feedback, read_feedback, recover_texts
+from training.profile import profile
 
-# Each family module offers PARAMS, fit(texts, labels, seed) and save(model, bundle_dir).
+# Each family module offers PARAMS, fit(texts, labels, seed, params) and save(model, bundle_dir).
+# Optional: explain(model) -> dict, logged as explanation.json.
 # Imported on demand: training TF-IDF must not pay for importing TensorFlow or torch.
-FAMILIES: dict[str, str] = {"tfidf": "training.tfidf"}
+FAMILIES: dict[str, str] = {"tfidf": "training.tfidf", "gru": "training.gru", "transformer": "training.transformer"}
 SEED = 42
 THRESHOLD = 0.5
 
@@ -42,6 +49,8 @@ class _Prepared:
     parts: Split
     report: CleanReport
     data_hash: str
+    feedback: FeedbackReport | None = None
+    feedback_hash: str = ""
 
 
 def train(
@@ -52,20 +61,29 @@ def train(
     *,
     limit: int | None = None,
     register: bool = True,
+    params: dict[str, object] | None = None,
+    feedback: Path | None = None,
     progress: Progress = print,
 ) -> TrainResult:
+    """``params`` overrides entries of the family's ``PARAMS`` (e.g. the transformer's
+    ``base`` checkpoint); the run logs the values actually used. ``feedback`` is a JSON-lines
+    file of labelled posts added to the training part only (see ``training.feedback``)."""
     if family not in FAMILIES:
         raise ValueError(f"model family {family!r} is not available yet; implemented: {', '.join(FAMILIES)}")
     if scheme not in SCHEMES:
         raise ValueError(f"unknown label scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
     settings = settings or get_settings()
     module: ModuleType = importlib.import_module(FAMILIES[family])
-    prepared = _prepare(data, scheme, limit, progress)
+    unknown = sorted(set(params or {}) - set(module.PARAMS))
+    if unknown:
+        raise ValueError(f"unknown {family} parameter(s) {', '.join(unknown)}; known: {', '.join(module.PARAMS)}")
+    family_params = {**module.PARAMS, **(params or {})}
+    prepared = _prepare(data, scheme, limit, feedback, settings, progress)
     train_part = prepared.parts.train
 
     progress(f"fitting {family} on {len(train_part)} texts")
     started = time.perf_counter()
-    model = module.fit(train_part["text"].tolist(), train_part["label"].to_numpy(), SEED)
+    model = module.fit(train_part["text"].tolist(), train_part["label"].to_numpy(), SEED, family_params)
     fit_seconds = time.perf_counter() - started
     progress(f"fitted in {fit_seconds:.1f} s")
 
@@ -81,21 +99,34 @@ def train(
         )
         # Scored through the saved bundle, as serving will, so the metrics describe
         # exactly what ships.
-        metrics = {"fit_seconds": fit_seconds, **_evaluate(load_bundle(bundle_dir), prepared.parts)}
+        scorer = load_bundle(bundle_dir)
+        metrics = {"fit_seconds": fit_seconds, **_assess(client, run_id, scorer, module, model, prepared, bundle_dir)}
         progress(
             f"test: accuracy {metrics['test_accuracy']:.4f}, negative precision "
             f"{metrics['test_precision_negative']:.4f} recall {metrics['test_recall_negative']:.4f} "
             f"F1 {metrics['test_f1_negative']:.4f}, ROC AUC {metrics['test_roc_auc']:.4f}"
+        )
+        progress(
+            f"speed: single-post latency p50 {metrics['latency_p50_ms']:.2f} ms, p95 {metrics['latency_p95_ms']:.2f} ms; "
+            f"{metrics[_THROUGHPUT]:,.0f} posts/s in batches of {evaluate.THROUGHPUT_BATCH}; "
+            f"bundle {metrics['bundle_size_bytes'] / 1e6:.2f} MB"
         )
         params = {
             "family": family, "data": data, "scheme": scheme, "seed": SEED, "limit": limit,
             "threshold": THRESHOLD, "preprocess_version": PREPROCESS_VERSION,
             **{f"clean_{k}": v for k, v in prepared.report.as_dict().items()},
             **{f"n_{name}": len(part) for name, part in prepared.parts._asdict().items()},
-            **module.PARAMS,
+            **_feedback_params(feedback, prepared),
+            **family_params,
         }
         commit = tracking.git_commit()
-        tags = {"data_hash": prepared.data_hash, **({"git_commit": commit} if commit else {})}
+        tags = {
+            "data_hash": prepared.data_hash,
+            # What the promotion gate compares: same data, limit and cleaning give the
+            # same held-out test set, and metrics on it are comparable.
+            "test_split_hash": frame_sha256(prepared.parts.test),
+            **({"git_commit": commit} if commit else {}),
+        }
         tracking.log_values(client, run_id, params, metrics, tags)
         source = tracking.log_bundle_model(client, run_id, bundle_dir)
         version = tracking.register(client, settings.model_name, source, run_id) if register else None
@@ -116,15 +147,20 @@ def train(
     return TrainResult(run_id, model_uri, settings.model_name, version, metrics, bundle_dir, crowned)
 
 
-def _prepare(data: str, scheme: str, limit: int | None, progress: Progress) -> _Prepared:
+def _prepare(
+    data: str, scheme: str, limit: int | None, feedback: Path | None, settings: Settings, progress: Progress
+) -> _Prepared:
     spec = parse_data_spec(data)
+    # Read first: a malformed feedback file should fail before minutes of loading.
+    records = read_feedback(feedback) if feedback is not None else None
     progress(f"loading {data} from {spec.path}")
     raw = spec.load()
     progress(f"loaded {len(raw)} rows: {_counts(raw['sentiment'])}")
     cleaned, report = clean(raw)
     progress(
         f"cleaning removed {report.empty} empty, {report.broken_encoding} broken-encoding and "
-        f"{report.duplicates} duplicate texts; {report.rows_out} rows left"
+        f"{report.duplicates} duplicate texts; {report.rows_out} rows left, of which {report.very_short} "
+        f"very short (< {SHORT_TOKENS} tokens) and {report.very_long} very long (> {LONG_CHARS} characters), kept"
     )
     labelled = to_binary(cleaned, scheme)
     if limit is not None:
@@ -135,15 +171,61 @@ def _prepare(data: str, scheme: str, limit: int | None, progress: Progress) -> _
         f"{scheme}: {_counts(labelled['label'].map({1: 'negative', 0: 'other'}))}; "
         f"train {len(parts.train)} / val {len(parts.val)} / test {len(parts.test)}"
     )
-    return _Prepared(parts, report, file_sha256([spec.path]))
+    data_hash = file_sha256([spec.path])
+    if feedback is None or records is None:
+        return _Prepared(parts, report, data_hash)
+    records, recovered = recover_texts(records, settings.kafka_bootstrap, settings.topic_raw)
+    parts, fb = add_feedback(parts, records, scheme, recovered)
+    # Counts only: feedback texts are users' posts and stay out of logs.
+    progress(
+        f"feedback: {fb.records} records, {fb.recovered} texts recovered from {settings.topic_raw}, "
+        f"{fb.missing_text} missing; {fb.added} added to train ({fb.in_held_out} also in val/test, "
+        f"{fb.not_in_scheme} unusable under {scheme}, {fb.unusable_text} empty/broken/repeated, "
+        f"{fb.replaced_train} training rows replaced); train now {len(parts.train)}"
+    )
+    return _Prepared(parts, report, data_hash, fb, file_sha256([feedback]))
 
 
-def _evaluate(scorer: Scorer, parts: Split) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    for name, part in (("val", parts.val), ("test", parts.test)):
-        scores = scorer.score_batch(part["text"].tolist())
-        metrics |= {f"{name}_{k}": v for k, v in evaluate(part["label"].to_numpy(), scores, THRESHOLD).items()}
+_THROUGHPUT = f"throughput_batch{evaluate.THROUGHPUT_BATCH}_per_s"
+
+
+def _assess(
+    client, run_id: str, scorer: Scorer, module: ModuleType, model: object, prepared: _Prepared, bundle_dir: Path
+) -> dict[str, float]:
+    """Quality, speed and size metrics; the plots, the data profile and the family's
+    explanation (when it offers one) logged as run artifacts."""
+    parts = prepared.parts
+    metrics, test_scores = evaluate.quality(scorer, parts, THRESHOLD)
+    test_texts = parts.test["text"].tolist()
+    metrics |= evaluate.latency_ms(scorer, test_texts) | evaluate.throughput(scorer, test_texts)
+    metrics["bundle_size_bytes"] = evaluate.directory_bytes(bundle_dir)
+    other_label = scorer.info.other_label
+    labels = parts.test["label"].to_numpy()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        evaluate.confusion_png(labels, test_scores, THRESHOLD, other_label, folder / "confusion_matrix.png")
+        evaluate.roc_png(labels, test_scores, folder / "roc_curve.png")
+        _write_json(folder / "data_profile.json", profile(parts._asdict(), other_label))
+        explain = getattr(module, "explain", None)
+        if explain is not None:
+            _write_json(folder / "explanation.json", explain(model))
+        client.log_artifacts(run_id, scratch)
     return metrics
+
+
+def _feedback_params(path: Path | None, prepared: _Prepared) -> dict[str, object]:
+    if prepared.feedback is None or path is None:
+        return {"n_feedback": 0}
+    return {
+        "n_feedback": prepared.feedback.added,
+        "feedback_file": Path(path).name,
+        "feedback_sha256": prepared.feedback_hash,
+        **{f"feedback_{k}": v for k, v in prepared.feedback.as_dict().items() if k != "added"},
+    }
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _counts(values: pd.Series) -> str:

@@ -123,7 +123,30 @@ def test_clean_removes_empty_broken_and_duplicate_texts():
     assert out["text"].tolist() == [
         "@united late again", "coffee at the café", "great flight ✈️ thanks", "line\nbreak\tand tab",
     ]
-    assert report.as_dict() == {"rows_in": 14, "empty": 2, "broken_encoding": 6, "duplicates": 2, "rows_out": 4}
+    assert report.as_dict() == {
+        "rows_in": 14, "empty": 2, "broken_encoding": 6, "duplicates": 2, "rows_out": 4, "very_short": 0, "very_long": 0,
+    }
+
+
+AT_LIMIT = " ".join(["late"] * 55 + ["later"])
+
+
+def test_clean_flags_very_short_and_very_long_texts_without_removing_them():
+    assert len(AT_LIMIT) == 280
+    texts = [
+        "@united thanks",                   # short: <user> thanks
+        "ok",                               # short
+        "@united late again",               # three tokens: not short
+        AT_LIMIT,                           # 280 characters: not long
+        AT_LIMIT + "!",                     # 281 characters: long
+        "ok",                               # duplicate: removed, so not counted
+    ]
+    df = pd.DataFrame({"text": texts, "sentiment": "negative", "source": "t"})
+
+    out, report = clean(df)
+
+    assert len(out) == 5
+    assert (report.very_short, report.very_long, report.duplicates) == (2, 1, 1)
 
 
 def _frame(counts: dict[str, int]) -> pd.DataFrame:
