@@ -1,4 +1,4 @@
-.PHONY: demo test setup services-up services-down
+.PHONY: demo test setup services-up services-down retrain
 
 demo:  ## set up everything and run the local demo
 	bash scripts/demo.sh
@@ -14,3 +14,6 @@ services-up: setup
 
 services-down:
 	.venv/bin/badbuzz services down
+
+retrain:  ## retrain from feedback when the trigger policy says so (schedule it: README "Model lifecycle")
+	.venv/bin/badbuzz retrain --if-needed

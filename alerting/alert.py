@@ -1,7 +1,8 @@
-"""The alert as every sink receives it."""
+"""The alert as every sink receives it: one announcement (opened, escalated, reopened,
+resolved) of one incident. Carries numbers and post ids only: no user handles, no text."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
 import orjson
@@ -11,48 +12,117 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def now_iso() -> str:
+    return iso(int(datetime.now(tz=timezone.utc).timestamp() * 1000))
+
+
+NO_DRIVERS = "no term stands out against the posts before the window"
+
+
 @dataclass(frozen=True)
 class Alert:
+    alert_id: str  # <incident id>.<seq>: names one delivery that sinks deduplicate on
     incident_id: str
-    action: str  # opened | escalated | resolved
-    severity: str  # warning | critical
-    scope: str
+    seq: int  # 1 for the opening, +1 per later announcement of the same incident
+    signal: str  # negative_rate | volume | model_quality
+    action: str  # opened | escalated | reopened | resolved
+    severity: str  # watch | warning | critical
+    scope: str  # all | term:<t> | model
     window_start: str
     window_end: str
     window_minutes: int
-    rate: float
-    baseline: float
-    volume: int
-    negatives: int
-    top_terms: list[str]
-    model: str
-    model_version: str
-    created_at: str = field(default_factory=lambda: iso(int(datetime.now(tz=timezone.utc).timestamp() * 1000)))
+    short_window_minutes: int = 0
+    rate: float = 0.0  # negative rate of the long window
+    short_rate: float = 0.0
+    baseline: float | None = None  # baseline negative rate (frozen for the incident)
+    baseline_source: str = "none"
+    volume: int = 0  # posts in the long window
+    negatives: int = 0
+    expected_volume: float | None = None  # posts the baseline expects in the long window
+    volume_ratio: float | None = None
+    p_value: float = 1.0
+    drivers: list[dict] = field(default_factory=list)  # term, count, baseline_count, z
+    example_post_ids: list[str] = field(default_factory=list)
+    model: str = ""
+    model_version: str = ""
+    link: str = ""
+    # Model-quality alerts: wrong-prediction feedbacks in the window, and the threshold.
+    feedback_wrong: int = 0
+    feedback_threshold: int = 0
+    # Drift alerts (model_quality on scope "drift", raised by stream.drift_monitor): the
+    # window's score PSI and out-of-vocabulary rate against the model's training
+    # reference, their thresholds, and the most frequent words the model never saw.
+    drift_psi: float | None = None
+    drift_psi_threshold: float = 0.0
+    drift_oov_rate: float | None = None
+    drift_oov_threshold: float = 0.0
+    new_terms: list[str] = field(default_factory=list)
+    created_at: str = field(default_factory=now_iso)
 
     @property
-    def alert_id(self) -> str:
-        # One incident announces each action at most once, so this names a delivery
-        # that sinks can deduplicate on.
-        return f"{self.incident_id}:{self.action}"
+    def top_terms(self) -> list[str]:
+        return [d["term"] for d in self.drivers]
 
     def to_dict(self) -> dict:
-        return {"alert_id": self.alert_id, **asdict(self)}
+        return {**asdict(self), "top_terms": self.top_terms}
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())
 
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "Alert":
+        data = orjson.loads(raw)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def scope_label(self) -> str:
+        if self.scope == "all":
+            return "all posts"
+        if self.scope == "model":
+            return "the sentiment model"
+        if self.scope == "drift":
+            return "the model's input (drift)"
+        return f'posts mentioning "{self.scope.removeprefix("term:")}"'
+
     @property
     def headline(self) -> str:
-        scope = "all posts" if self.scope == "all" else f'posts mentioning "{self.scope.removeprefix("term:")}"'
-        verb = {"opened": "Bad buzz", "escalated": "Bad buzz escalated", "resolved": "Resolved"}[self.action]
-        return f"{verb} [{self.severity.upper()}] on {scope}"
+        what = {"negative_rate": "Bad buzz", "volume": "Volume spike", "model_quality": "Model quality"}[self.signal]
+        verb = {"opened": "", "escalated": " escalated", "reopened": " reopened", "resolved": " resolved"}[self.action]
+        return f"{what}{verb} [{self.severity.upper()}] on {self.scope_label}"
+
+    @property
+    def numbers(self) -> str:
+        """The one line that says how bad it is."""
+        if self.scope == "drift":
+            psi = "-" if self.drift_psi is None else f"{self.drift_psi:.2f}"
+            oov = "-" if self.drift_oov_rate is None else f"{self.drift_oov_rate:.1%}"
+            return (
+                f"score PSI {psi} (alert at {self.drift_psi_threshold:g}), out-of-vocabulary rate {oov} "
+                f"(alert at {self.drift_oov_threshold:.0%}) over {self.volume} posts in {self.window_minutes} min"
+            )
+        if self.signal == "model_quality":
+            return (
+                f"{self.feedback_wrong} wrong-prediction feedbacks in {self.window_minutes} min "
+                f"(alert above {self.feedback_threshold})"
+            )
+        if self.signal == "volume":
+            expected = "no usual volume yet" if self.expected_volume is None else f"usual {self.expected_volume:.0f}"
+            ratio = "" if self.volume_ratio is None else f", {self.volume_ratio:.1f}x"
+            return f"{self.volume} posts in {self.window_minutes} min ({expected}{ratio}), negative rate {self.rate:.1%}"
+        baseline = "-" if self.baseline is None else f"{self.baseline:.1%}"
+        return (
+            f"negative rate {self.rate:.1%} over {self.window_minutes} min ({self.negatives}/{self.volume} posts), "
+            f"{self.short_rate:.1%} over the last {self.short_window_minutes} min, vs baseline {baseline} ({self.baseline_source})"
+        )
 
     def summary(self) -> str:
-        return (
-            f"{self.headline}\n"
-            f"  negative rate {self.rate:.1%} over {self.window_minutes} min "
-            f"({self.negatives}/{self.volume} posts) vs baseline {self.baseline:.1%}\n"
-            f"  window {self.window_start} .. {self.window_end}\n"
-            f"  top negative terms: {', '.join(self.top_terms) or '-'}\n"
-            f"  model {self.model}  incident {self.incident_id}"
-        )
+        lines = [self.headline, f"  {self.numbers}"]
+        if self.signal != "model_quality":
+            lines.append(f"  window {self.window_start} .. {self.window_end}  p={self.p_value:.2g}")
+            lines.append(f"  drivers: {', '.join(self.top_terms) or NO_DRIVERS}")
+            lines.append(f"  example posts: {', '.join(self.example_post_ids) or '-'}")
+        if self.new_terms:
+            lines.append(f"  new frequent terms: {', '.join(self.new_terms)}")
+        lines.append(f"  model {self.model}  incident {self.incident_id}  alert {self.alert_id}" + (f"  {self.link}" if self.link else ""))
+        return "\n".join(lines)

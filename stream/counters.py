@@ -7,8 +7,16 @@ buckets atomically, so a redelivered post (at-least-once consumption, a worker k
 mid-batch, a duplicate in the feed) never counts twice and a crash never leaves a post
 marked seen but uncounted. Every key carries a TTL so Redis does not grow without bound.
 
+The same script keeps what escalation needs beyond the minute buckets: an hourly rollup
+per scope (``n``, ``neg`` and ``m``, the minutes of that hour with any post) kept for
+weeks so baselines can look at the same hour in earlier weeks; the ids of each minute's
+most confidently negative posts (alert examples: ids only); and, as the value of the
+seen-key, the post's prediction (``score|negative|model version``) so feedback on a post
+id can be checked against what the model said.
+
 Key layout (``P`` is ``BADBUZZ_REDIS_PREFIX``): ``P:seen:<id>``, ``P:b:<scope>:<minute>``,
-``P:t:<scope>:<minute>``, ``P:wm`` (newest counted event time, ms)."""
+``P:t:<scope>:<minute>``, ``P:h:<scope>:<hour>``, ``P:x:<scope>:<minute>``, ``P:wm``
+(newest counted event time, ms)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,7 +29,10 @@ from stream.windows import Bucket, WindowStats, aggregate, window_minutes
 _COUNT_SCRIPT = """
 local prefix = ARGV[1]
 local ttl = tonumber(ARGV[2])
-local i = 4
+local model = ARGV[4]
+local hour_ttl = tonumber(ARGV[5])
+local examples = tonumber(ARGV[6])
+local i = 7
 local n = #ARGV
 local counted = 0
 while i <= n do
@@ -32,14 +43,26 @@ while i <= n do
   local first_scope = i + 5
   local nterms = tonumber(ARGV[first_scope + nscopes])
   local first_term = first_scope + nscopes + 1
-  if redis.call('SET', prefix .. ':seen:' .. ARGV[i], '1', 'NX', 'EX', ttl) then
+  local prediction = score .. '|' .. ARGV[i + 3] .. '|' .. model
+  if redis.call('SET', prefix .. ':seen:' .. ARGV[i], prediction, 'NX', 'EX', ttl) then
     counted = counted + 1
+    local hour = math.floor(tonumber(minute) / 60)
     for s = first_scope, first_scope + nscopes - 1 do
       local key = prefix .. ':b:' .. ARGV[s] .. ':' .. minute
-      redis.call('HINCRBY', key, 'n', 1)
+      local first_in_minute = redis.call('HINCRBY', key, 'n', 1) == 1
       if neg then redis.call('HINCRBY', key, 'neg', 1) end
       redis.call('HINCRBYFLOAT', key, 's', score)
       redis.call('EXPIRE', key, ttl)
+      local hkey = prefix .. ':h:' .. ARGV[s] .. ':' .. hour
+      if redis.call('HINCRBY', hkey, 'n', 1) == 1 then redis.call('EXPIRE', hkey, hour_ttl) end
+      if neg then redis.call('HINCRBY', hkey, 'neg', 1) end
+      if first_in_minute then redis.call('HINCRBY', hkey, 'm', 1) end
+      if neg and examples > 0 then
+        local xkey = prefix .. ':x:' .. ARGV[s] .. ':' .. minute
+        redis.call('ZADD', xkey, score, ARGV[i])
+        redis.call('ZREMRANGEBYRANK', xkey, 0, -(examples + 1))
+        redis.call('EXPIRE', xkey, ttl)
+      end
       if neg and nterms > 0 then
         local tkey = prefix .. ':t:' .. ARGV[s] .. ':' .. minute
         for t = first_term, first_term + nterms - 1 do
@@ -69,18 +92,51 @@ class ScoredPost:
     terms: Sequence[str]
 
 
+@dataclass(frozen=True, slots=True)
+class HourBucket:
+    total: int = 0
+    negative: int = 0
+    live_minutes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    score: float
+    negative: bool
+    model_version: str
+
+
+# Hourly rollups outlive the minute buckets: five weeks covers a four-week lookback at
+# the same hour of week.
+HOUR_TTL_S = 35 * 24 * 3600
+EXAMPLES_PER_MINUTE = 5
+
+
 class Counters:
-    def __init__(self, redis: aioredis.Redis, *, prefix: str, ttl_s: int):
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        prefix: str,
+        ttl_s: int,
+        hour_ttl_s: int = HOUR_TTL_S,
+        examples_per_minute: int = EXAMPLES_PER_MINUTE,
+    ):
         self.redis = redis
         self.prefix = prefix
         self.ttl_s = ttl_s
+        self.hour_ttl_s = max(hour_ttl_s, ttl_s)
+        self.examples_per_minute = examples_per_minute
         self._count = redis.register_script(_COUNT_SCRIPT)
 
-    async def count(self, posts: Sequence[ScoredPost]) -> int:
-        """Count posts not seen before; return how many were new."""
+    async def count(self, posts: Sequence[ScoredPost], *, model_version: str = "") -> int:
+        """Count posts not seen before; return how many were new. ``model_version`` is
+        stored with each post's prediction."""
         if not posts:
             return 0
-        args: list[object] = [self.prefix, self.ttl_s, max(p.event_ms for p in posts)]
+        args: list[object] = [
+            self.prefix, self.ttl_s, max(p.event_ms for p in posts), model_version, self.hour_ttl_s, self.examples_per_minute
+        ]
         for post in posts:
             args += [post.id, post.event_ms // 60_000, repr(post.score), 1 if post.negative else 0, len(post.scopes)]
             args += post.scopes
@@ -113,8 +169,50 @@ class Counters:
         buckets = await self.buckets(scope, longest)
         return {length: aggregate(buckets, window_minutes(end_minute, length)) for length in lengths}
 
-    async def top_terms(self, scope: str, minutes: range, k: int) -> list[tuple[str, int]]:
+    async def term_counts(self, scope: str, minutes: range) -> dict[str, int]:
+        """Term counts of the negative posts in these minutes (each post counts a term once)."""
         keys = [f"{self.prefix}:t:{scope}:{m}" for m in minutes]
-        merged = await self.redis.zunion(keys, withscores=True)
-        ranked = sorted(((term.decode(), int(score)) for term, score in merged), key=lambda ts: (-ts[1], ts[0]))
-        return ranked[:k]
+        if not keys:
+            return {}
+        return {term.decode(): int(score) for term, score in await self.redis.zunion(keys, withscores=True)}
+
+    async def examples(self, scope: str, minutes: range, k: int) -> list[str]:
+        """Ids of the most confidently negative posts in these minutes (ties by id)."""
+        keys = [f"{self.prefix}:x:{scope}:{m}" for m in minutes]
+        if not keys or k <= 0:
+            return []
+        merged = await self.redis.zunion(keys, withscores=True, aggregate="MAX")
+        ranked = sorted(((post_id.decode(), score) for post_id, score in merged), key=lambda ps: (-ps[1], ps[0]))
+        return [post_id for post_id, _ in ranked[:k]]
+
+    async def snapshot(
+        self, scopes: Sequence[str], minutes: range, hours: Sequence[int]
+    ) -> dict[str, tuple[dict[int, Bucket], dict[int, HourBucket]]]:
+        """Minute buckets and hourly rollups of several scopes in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for scope in scopes:
+            for minute in minutes:
+                pipe.hmget(f"{self.prefix}:b:{scope}:{minute}", "n", "neg", "s")
+            for hour in hours:
+                pipe.hmget(f"{self.prefix}:h:{scope}:{hour}", "n", "neg", "m")
+        rows = iter(await pipe.execute())
+        out = {}
+        for scope in scopes:
+            minute_rows = [next(rows) for _ in minutes]
+            hour_rows = [next(rows) for _ in hours]
+            out[scope] = (
+                {m: Bucket(int(n), int(neg or 0), float(s or 0.0)) for m, (n, neg, s) in zip(minutes, minute_rows) if n is not None},
+                {h: HourBucket(int(n), int(neg or 0), int(live or 0)) for h, (n, neg, live) in zip(hours, hour_rows) if n is not None},
+            )
+        return out
+
+    async def prediction(self, post_id: str) -> Prediction | None:
+        """What the model said about a counted post (None: not seen, expired, or counted
+        before predictions were kept)."""
+        value = await self.redis.get(f"{self.prefix}:seen:{post_id}")
+        if value is None:
+            return None
+        parts = value.decode().split("|", 2)
+        if len(parts) != 3:
+            return None
+        return Prediction(float(parts[0]), parts[1] == "1", parts[2])

@@ -13,9 +13,10 @@ from typing import Awaitable, Callable, Sequence
 from alerting.escalation import Escalator
 from badbuzz.settings import Settings
 from models.preprocess import preprocess
-from models.scorer import Scorer
+from models.scorer import ModelInfo, Scorer
 from stream.counters import Counters, ScoredPost
 from stream.messages import InvalidMessage, Tweet, decode, late_reason
+from stream.model_watch import ActiveModel
 from stream.terms import ScopeMatcher, driver_terms
 from stream.windows import minute_of
 
@@ -42,24 +43,49 @@ class BatchResult:
     duplicates: int = 0
     dead_lettered: int = 0
     alerts: list = field(default_factory=list)
+    # Event times of the valid posts and the model's time, for the metrics.
+    event_ms: list[int] = field(default_factory=list)
+    scoring_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredBatch:
+    """What the model said about a counted batch, for observers that hand work off the
+    critical path (shadow scoring, drift): they must return at once."""
+
+    ids: list[str]
+    clean: list[str]
+    scores: Sequence[float]
+    model: ModelInfo
+    scoring_s: float
+
+
+BatchObserver = Callable[[ScoredBatch], None]
 
 
 class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        scorer: Scorer,
+        scorer: Scorer | ActiveModel,
         counters: Counters,
         escalator: Escalator,
         dead_letter: DeadLetter,
+        observers: Sequence[BatchObserver] = (),
     ):
         self.settings = settings
-        self.scorer = scorer
+        # Hot swaps (stream.model_watch) are adopted between batches, never within one.
+        self.model = scorer if isinstance(scorer, ActiveModel) else ActiveModel(scorer)
+        self.observers = list(observers)
         self.counters = counters
         self.escalator = escalator
         self.dead_letter = dead_letter
         self.matcher = ScopeMatcher(settings.watch_terms)
         self._watermark_ms = 0
+
+    @property
+    def scorer(self) -> Scorer:
+        return self.model.current
 
     async def start(self) -> None:
         self._watermark_ms = await self.counters.watermark_ms()
@@ -71,8 +97,11 @@ class Pipeline:
             clean = [preprocess(t.text) for t in tweets]
             # Off the event loop, so Kafka heartbeats and the web server keep running
             # while a heavier model scores.
-            scores = await asyncio.get_running_loop().run_in_executor(None, self.scorer.score_clean, clean)
-            threshold = self.scorer.info.threshold
+            scorer = self.model.for_batch()
+            started = time.perf_counter()
+            scores = await asyncio.get_running_loop().run_in_executor(None, scorer.score_clean, clean)
+            result.scoring_s = time.perf_counter() - started
+            threshold = scorer.info.threshold
             posts = [
                 ScoredPost(
                     id=tweet.id,
@@ -84,7 +113,16 @@ class Pipeline:
                 )
                 for tweet, text, score in zip(tweets, clean, scores)
             ]
-            result.counted = await self.counters.count(posts)
+            result.counted = await self.counters.count(posts, model_version=scorer.info.version or scorer.info.uri)
+            if self.observers:
+                batch = ScoredBatch([t.id for t in tweets], clean, scores, scorer.info, result.scoring_s)
+                for observe in self.observers:
+                    # The batch is counted: a failing side job (shadow, drift) must not fail it.
+                    try:
+                        observe(batch)
+                    except Exception:
+                        log.exception("batch observer %r failed", observe)
+            result.event_ms = [t.event_ms for t in tweets]
             result.duplicates = len(posts) - result.counted
             self._watermark_ms = max(self._watermark_ms, max(t.event_ms for t in tweets))
         if result.counted:

@@ -16,6 +16,9 @@ from typing import Callable, Iterable, Sequence
 
 import orjson
 
+from badbuzz.connections import kafka_options
+from badbuzz.settings import Settings
+
 MINUTE_MS = 60_000
 
 
@@ -143,7 +146,7 @@ def _label(row: dict) -> bool | None:
 async def produce(
     messages: Sequence[tuple[bytes, bytes, bool]],
     *,
-    bootstrap: str,
+    settings: Settings,
     topic: str,
     rate: float,
     progress: Callable[[int, int], None] | None = None,
@@ -151,7 +154,7 @@ async def produce(
     """Send at ``rate`` messages per wall-clock second (0: as fast as the broker takes)."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
         started = time.monotonic()

@@ -9,11 +9,12 @@ from typing import Sequence
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from badbuzz.connections import kafka_options
 from badbuzz.settings import Settings
 
 
 async def ensure_topics(settings: Settings, names: Sequence[str], *, partitions: int | None = None) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -42,7 +43,7 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: Sequence[str], ti
 
 
 async def delete_topics(settings: Settings, names: Sequence[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

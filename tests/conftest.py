@@ -5,11 +5,9 @@ exists, containers started by testcontainers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -17,6 +15,13 @@ from pathlib import Path
 
 import pytest
 
+# TensorFlow and torch each bundle LLVM: once TensorFlow is loaded, importing transformers'
+# model classes aborts the process ("Option ... registered more than once"). The suite
+# trains both families in one process, so the torch side is loaded first.
+with contextlib.suppress(ImportError):
+    from transformers import AutoModelForSequenceClassification  # noqa: F401
+
+from badbuzz.processes import free_port, start_worker, stop_worker
 from badbuzz.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,53 +92,29 @@ def isolated(live_services, model_home):
         topic_raw=f"t-{tag}.raw",
         topic_dlq=f"t-{tag}.dlq",
         topic_alerts=f"t-{tag}.alerts",
+        topic_feedback=f"t-{tag}.feedback",
         redis_prefix=f"test:{tag}",
         app_id=f"badbuzz-test-{tag}",
         web_port=free_port(),
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BADBUZZ_") and k != "SLACK_WEBHOOK_URL"}
-    fields = ("home", "kafka_bootstrap", "redis_url", "topic_raw", "topic_dlq", "topic_alerts", "redis_prefix", "app_id", "web_port", "batch_size")
-    for field in (*fields, *(f for f in Settings.model_fields if f.startswith("alert_"))):
-        if getattr(settings, field) is not None:
-            env[f"BADBUZZ_{field.upper()}"] = str(getattr(settings, field))
-    env["BADBUZZ_WATCH_TERMS"] = ",".join(settings.watch_terms)
-    env.update(extra)
-    return env
+def worker_env_base() -> dict[str, str]:
+    """The test's environment minus anything that would point a worker at real sinks."""
+    return {k: v for k, v in os.environ.items() if k not in ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "APPLICATIONINSIGHTS_CONNECTION_STRING")}
 
 
 @contextmanager
 def running_worker(settings: Settings, log_path: Path, **extra_env: str):
     """A real ``badbuzz worker`` process; its log is printed if the test fails."""
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "badbuzz.cli", "worker"],
-            cwd=REPO,
-            env=worker_env(settings, **extra_env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_worker(settings, log_path, base_env=worker_env_base(), **extra_env)
     try:
         yield proc
     except BaseException:
         print(log_path.read_text()[-8000:])
         raise
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_worker(proc)
 
 
 async def wait_for(predicate, *, timeout: float, interval: float = 0.25, what: str = "condition", process=None):

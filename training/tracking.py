@@ -15,8 +15,10 @@ from pathlib import Path
 import joblib
 import mlflow
 import numpy as np
+import onnxruntime
 import pandas as pd
 import sklearn
+import tokenizers
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
@@ -49,9 +51,14 @@ def ensure_experiment(client: mlflow.MlflowClient, settings: Settings) -> str:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is not None:
         return experiment.experiment_id
-    settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    location = None
+    # A tracking server stores artifacts itself, where every worker can fetch them; only a
+    # local store needs a folder of ours.
+    if not settings.tracking_uri.startswith(("http://", "https://")):
+        settings.artifact_root.mkdir(parents=True, exist_ok=True)
+        location = settings.artifact_root.resolve().as_uri()
     try:
-        return client.create_experiment(EXPERIMENT, artifact_location=settings.artifact_root.resolve().as_uri())
+        return client.create_experiment(EXPERIMENT, artifact_location=location)
     except MlflowException as exc:
         if not _already_exists(exc):
             raise
@@ -97,6 +104,8 @@ def log_bundle_model(client: mlflow.MlflowClient, run_id: str, bundle_dir: Path)
                 f"joblib=={joblib.__version__}",
                 f"numpy=={np.__version__}",
                 f"pandas=={pd.__version__}",
+                f"onnxruntime=={onnxruntime.__version__}",
+                f"tokenizers=={tokenizers.__version__}",
             ],
             signature=SIGNATURE,
             input_example=INPUT_EXAMPLE,

@@ -13,6 +13,7 @@ from typing import Callable
 import pandas as pd
 
 from badbuzz.settings import Settings, get_settings
+from models import drift
 from models.preprocess import PREPROCESS_VERSION
 from models.scorer import SCHEMES, Scorer, load_bundle, write_manifest
 from training import evaluate, tracking
@@ -100,6 +101,9 @@ def train(
         # Scored through the saved bundle, as serving will, so the metrics describe
         # exactly what ships.
         scorer = load_bundle(bundle_dir)
+        # What serving's drift monitor compares live traffic with (models.drift).
+        val_texts = prepared.parts.val["text"].tolist()
+        drift.write_reference(bundle_dir, drift.build_reference(scorer.score_batch(val_texts), train_part["text"].tolist(), val_texts))
         metrics = {"fit_seconds": fit_seconds, **_assess(client, run_id, scorer, module, model, prepared, bundle_dir)}
         progress(
             f"test: accuracy {metrics['test_accuracy']:.4f}, negative precision "

@@ -179,7 +179,38 @@ def server_properties(settings: Settings) -> str:
         # The 3 s default delays every first consumer-group join (and every test).
         "group.initial.rebalance.delay.ms": "0",
     }
+    props.update(_sasl_properties(settings))
     return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def _sasl_properties(settings: Settings) -> dict[str, str]:
+    """With BADBUZZ_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT the local broker requires the
+    configured PLAIN user, so the client-side security settings are exercised for real."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    if protocol != "SASL_PLAINTEXT" or settings.kafka_sasl_mechanism != "PLAIN":
+        raise ServiceError(
+            f"the local broker supports PLAINTEXT or SASL_PLAINTEXT with PLAIN, not {protocol}/{settings.kafka_sasl_mechanism}; "
+            "point BADBUZZ_KAFKA_BOOTSTRAP at your own broker for TLS"
+        )
+    if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+        raise ServiceError("SASL_PLAINTEXT needs BADBUZZ_KAFKA_SASL_USERNAME and BADBUZZ_KAFKA_SASL_PASSWORD")
+    user, password = settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value()
+    port = settings.kafka_port
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{user}" password="{password}" user_{user}="{password}";'
+    )
+    return {
+        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{settings.kafka_controller_port}",
+        "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
+    }
 
 
 # shutdownHook=disable: log4j's own hook would stop logging before Kafka's shutdown ends.
@@ -201,6 +232,7 @@ def write_config(settings: Settings) -> Path:
     (folder / "data").mkdir(parents=True, exist_ok=True)
     (folder / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
     props = folder / "server.properties"
+    props.touch(mode=0o600)  # may hold the SASL password
     props.write_text(server_properties(settings))
     return props
 
@@ -241,12 +273,13 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-async def _describe_cluster(bootstrap: str, timeout: float) -> dict[str, Any]:
+async def _describe_cluster(settings: Settings, timeout: float) -> dict[str, Any]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000)
-    )
+    from badbuzz.connections import kafka_options
+
+    options = {**kafka_options(settings), "bootstrap_servers": address(settings)}
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=int(timeout * 1000))
     try:
         await admin.start()
         return await admin.describe_cluster()
@@ -262,7 +295,7 @@ def probe(settings: Settings, timeout: float = 3.0) -> bool:
     except OSError:
         return False
     try:
-        describe = _describe_cluster(address(settings), timeout)
+        describe = _describe_cluster(settings, timeout)
         cluster = _run(asyncio.wait_for(describe, timeout * 2))
     except Exception:  # noqa: BLE001 - any client failure means "not ready yet"
         return False

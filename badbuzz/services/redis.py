@@ -51,12 +51,23 @@ def prepare(settings: Settings, echo: Callable[[str], None] = print) -> list[str
     """Check prerequisites and return the command line."""
     server = check_redis()
     run_dir(settings).mkdir(parents=True, exist_ok=True)
+    # The password goes in a private config file, not on the command line where `ps`
+    # would show it.
+    config = run_dir(settings) / "redis.conf"
+    config.touch(mode=0o600)
+    config.write_text(
+        f"requirepass {settings.redis_password.get_secret_value()}\n" if settings.redis_password else ""
+    )
     return [
         server,
+        str(config),
         "--port", str(settings.redis_port),
         "--bind", "127.0.0.1",
+        # Counters, seen-ids, incidents and the alert outbox must survive a Redis restart:
+        # append-only file, fsynced every second (snapshots off, the AOF is enough).
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
         "--daemonize", "no",
         "--dir", str(run_dir(settings)),
     ]
@@ -70,6 +81,7 @@ def probe(settings: Settings, timeout: float = 2.0) -> bool:
         port=settings.redis_port,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
+        password=settings.redis_password.get_secret_value() if settings.redis_password else None,
     )
     try:
         return bool(client.ping())

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from badbuzz.cli import cli
 from badbuzz.settings import Settings
+from models.drift import REFERENCE_FILE
 from models.gru import MODEL_FILE, VOCAB_FILE, Vocabulary
 from models.preprocess import preprocess
 from models.scorer import MANIFEST, ModelError, load_bundle, load_scorer, write_manifest
@@ -184,7 +185,7 @@ def test_training_registers_a_gru_version_that_serves_from_the_registry(tmp_path
     scores = scorer.score_batch(texts)
 
     assert (result.version, result.became_champion) == ("1", True)
-    assert sorted(p.name for p in result.bundle_dir.iterdir()) == sorted([MANIFEST, MODEL_FILE, VOCAB_FILE])
+    assert sorted(p.name for p in result.bundle_dir.iterdir()) == sorted([MANIFEST, MODEL_FILE, VOCAB_FILE, REFERENCE_FILE])
     assert (scorer.info.family, scorer.info.name, scorer.info.version) == ("gru", "badbuzz-sentiment", "1")
     assert scores.dtype == np.float64 and scores.shape == (4,)
     assert ((scores > 0) & (scores < 1)).all()

@@ -1,0 +1,92 @@
+"""Background delivery from the outbox: one loop per sink, each claiming due alerts,
+sending them, and acknowledging or backing off. A sink that is down only delays its own
+queue; scoring never waits for it (the pipeline only writes to the outbox).
+
+Within one incident a sink receives announcements in order: an update waits while the
+announcement before it is still queued for that sink (so a Slack reply never arrives
+before the message it threads under)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable, Sequence
+
+from redis.exceptions import RedisError
+
+from alerting.outbox import Outbox
+from alerting.sinks import AlertSink
+
+log = logging.getLogger(__name__)
+
+# An update whose predecessor is still queued looks again this soon.
+ORDER_WAIT_MS = 500
+
+
+class Delivery:
+    def __init__(
+        self,
+        outbox: Outbox,
+        sinks: Sequence[AlertSink],
+        *,
+        send_timeout_s: float = 15.0,
+        poll_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.outbox = outbox
+        self.sinks = list(sinks)
+        self.send_timeout_s = send_timeout_s
+        self.poll_s = poll_s
+        self.clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def run(self) -> None:
+        """Deliver forever (until cancelled)."""
+        await asyncio.gather(*(self._loop(sink) for sink in self.sinks))
+
+    async def _loop(self, sink: AlertSink) -> None:
+        wakeup = self.outbox.subscribe()
+        while True:
+            try:
+                handled = await self.deliver_due(sink)
+            except RedisError as exc:
+                log.error("outbox for %s unreachable (%s); retrying in %.0fs", sink.name, exc, self.poll_s)
+                handled = 0
+            if not handled:
+                try:
+                    await asyncio.wait_for(wakeup.wait(), self.poll_s)
+                except asyncio.TimeoutError:
+                    pass
+                wakeup.clear()
+
+    async def deliver_due(self, sink: AlertSink, *, limit: int = 10) -> int:
+        """One pass over the sink's due alerts; returns how many it handled."""
+        ids = await self.outbox.claim(sink.name, now_ms=self._now_ms(), limit=limit)
+        for alert_id in ids:
+            await self._deliver(sink, alert_id)
+        return len(ids)
+
+    async def _deliver(self, sink: AlertSink, alert_id: str) -> None:
+        if await self.outbox.is_delivered(sink.name, alert_id):
+            await self.outbox.ack(sink.name, alert_id)
+            return
+        alert = await self.outbox.load(alert_id)
+        if alert is None:
+            log.error("alert %s expired before %s took it; dropped", alert_id, sink.name)
+            await self.outbox.drop(sink.name, alert_id)
+            return
+        if alert.seq > 1:
+            previous = f"{alert.incident_id}.{alert.seq - 1}"
+            if not await self.outbox.is_delivered(sink.name, previous) and await self.outbox.is_queued(sink.name, previous):
+                await self.outbox.defer(sink.name, alert_id, until_ms=self._now_ms() + ORDER_WAIT_MS)
+                return
+        try:
+            await asyncio.wait_for(sink.send(alert), self.send_timeout_s)
+        except Exception as exc:  # any sink failure is retried, never raised into the loop
+            attempts = await self.outbox.retry_later(sink.name, alert_id, now_ms=self._now_ms())
+            log.warning("alert %s not delivered to %s (attempt %d): %s: %s", alert_id, sink.name, attempts, type(exc).__name__, str(exc)[:300])
+            return
+        await self.outbox.ack(sink.name, alert_id)
+        log.info("alert %s delivered to %s", alert_id, sink.name)

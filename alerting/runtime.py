@@ -1,0 +1,158 @@
+"""The alerting side of a worker, assembled from the settings: counters, incidents,
+outbox, escalator, sinks and their delivery loop, feedback. Clients are made on first
+use, inside the worker's event loop."""
+from __future__ import annotations
+
+import logging
+import time
+from functools import cached_property
+from typing import Awaitable, Callable, Sequence
+
+import redis.asyncio as aioredis
+
+from alerting.delivery import Delivery
+from alerting.escalation import AlertContent, Escalator
+from alerting.feedback import FeedbackProcessor, FeedbackStore, ModelQualityMonitor, feedback_log
+from alerting.incidents import IncidentStore
+from alerting.outbox import Outbox, OutboxConfig
+from alerting.rules import RuleConfig
+from alerting.sinks import AlertSink, ConsoleSink, KafkaSink
+from badbuzz.connections import redis_client
+from badbuzz.settings import Settings
+from models.scorer import ModelInfo
+from stream.counters import Counters
+from stream.terms import ScopeMatcher
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[bytes, bytes], Awaitable[None]]
+
+
+def rule_config(settings: Settings) -> RuleConfig:
+    s = settings
+    return RuleConfig(
+        short_window_min=s.alert_short_window_min,
+        window_min=s.alert_window_min,
+        min_volume=s.alert_min_volume,
+        margin=s.alert_margin,
+        warning_margin=s.alert_warning_margin,
+        critical_margin=s.alert_critical_margin,
+        warning_volume=s.alert_warning_volume,
+        critical_volume=s.alert_critical_volume,
+        floor=s.alert_floor,
+        prior=s.alert_prior,
+        p_value=s.alert_p_value,
+        resolve_fraction=s.alert_resolve_fraction,
+        cooldown_min=s.alert_cooldown_min,
+        volume_factor=s.alert_volume_factor,
+        volume_warning_factor=s.alert_volume_warning_factor,
+        volume_critical_factor=s.alert_volume_critical_factor,
+        baseline_hours=s.alert_baseline_hours,
+        baseline_half_life_h=s.alert_baseline_half_life_h,
+        seasonal_weeks=s.alert_seasonal_weeks,
+        seasonal_min_weeks=s.alert_seasonal_min_weeks,
+        baseline_min_minutes=s.alert_baseline_min_minutes,
+        baseline_min=s.baseline_window_min,
+        model_wrong_threshold=s.alert_model_wrong_threshold,
+        model_window_min=s.alert_model_window_min,
+    )
+
+
+def outbox_config(settings: Settings) -> OutboxConfig:
+    return OutboxConfig(
+        retention_s=settings.outbox_retention_s,
+        backoff_s=settings.outbox_backoff_s,
+        backoff_max_s=settings.outbox_backoff_max_s,
+        lease_s=settings.outbox_send_timeout_s + 15,
+    )
+
+
+def hour_ttl_s(settings: Settings) -> int:
+    """Hourly rollups must reach back over the seasonal lookback (plus a day of slack)."""
+    return (settings.alert_seasonal_weeks * 7 + 1) * 24 * 3600
+
+
+def build_sinks(settings: Settings, publish_alert: Publish, redis: aioredis.Redis) -> list[AlertSink]:
+    """Console and Kafka always; Slack and Application Insights when configured."""
+    from alerting.appinsights import AppInsightsSink
+    from alerting.slack import SlackBotSink, SlackWebhookSink
+
+    s = settings
+    sinks: list[AlertSink] = [ConsoleSink(), KafkaSink(publish_alert)]
+    if s.slack_bot_token is not None:
+        sinks.append(
+            SlackBotSink(
+                s.slack_bot_token.get_secret_value(), s.slack_channel, redis,
+                prefix=s.redis_prefix, ttl_s=s.outbox_retention_s, base_url=s.slack_api_url, timeout_s=s.outbox_send_timeout_s,
+            )
+        )
+    elif s.slack_webhook_url is not None:
+        sinks.append(SlackWebhookSink(s.slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
+    if s.appinsights_connection_string is not None:
+        sinks.append(AppInsightsSink(s.appinsights_connection_string.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
+    return sinks
+
+
+class AlertingRuntime:
+    def __init__(self, settings: Settings, publish_alert: Publish, model_info: Callable[[], ModelInfo], *, scopes: Sequence[str] | None = None):
+        self.settings = settings
+        self.publish_alert = publish_alert
+        self.model_info = model_info
+        self.scopes = list(scopes) if scopes is not None else ScopeMatcher(settings.watch_terms).scopes
+        self.cfg = rule_config(settings)
+
+    @cached_property
+    def redis(self) -> aioredis.Redis:
+        return redis_client(self.settings)
+
+    @cached_property
+    def counters(self) -> Counters:
+        s = self.settings
+        return Counters(self.redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s, hour_ttl_s=hour_ttl_s(s), examples_per_minute=s.alert_examples)
+
+    @cached_property
+    def sinks(self) -> list[AlertSink]:
+        sinks = build_sinks(self.settings, self.publish_alert, self.redis)
+        log.info("alert sinks: %s", ", ".join(s.name for s in sinks))
+        return sinks
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self.redis, prefix=self.settings.redis_prefix, sinks=[s.name for s in self.sinks], cfg=outbox_config(self.settings))
+
+    @cached_property
+    def incidents(self) -> IncidentStore:
+        return IncidentStore(self.redis, prefix=self.settings.redis_prefix, ttl_s=self.settings.counter_ttl_s, outbox=self.outbox)
+
+    @cached_property
+    def escalator(self) -> Escalator:
+        s = self.settings
+        content = AlertContent(top_terms=s.alert_top_terms, examples=s.alert_examples, link_template=s.alert_link_template)
+        return Escalator(self.counters, self.incidents, self.cfg, self.scopes, self.model_info, content=content, idle_s=s.alert_idle_s)
+
+    @cached_property
+    def delivery(self) -> Delivery:
+        return Delivery(self.outbox, self.sinks, send_timeout_s=self.settings.outbox_send_timeout_s)
+
+    @cached_property
+    def model_quality(self) -> ModelQualityMonitor:
+        store = FeedbackStore(self.redis, prefix=self.settings.redis_prefix, ttl_s=self.settings.feedback_ttl_s)
+        return ModelQualityMonitor(store, self.incidents, self.cfg, self.model_info)
+
+    @cached_property
+    def feedback(self) -> FeedbackProcessor:
+        return FeedbackProcessor(self.counters, self.model_quality.store, self.model_quality, self.model_info)
+
+    def attach_feedback_telemetry(self) -> None:
+        """Feedback warnings also go to Application Insights when it is configured."""
+        s = self.settings
+        if s.appinsights_connection_string is None:
+            return
+        from alerting.appinsights import feedback_handler
+
+        feedback_log.addHandler(feedback_handler(s.appinsights_connection_string.get_secret_value(), storage_dir=s.home / "appinsights"))
+
+    async def tick(self) -> None:
+        """The timer: evaluate windows at the event clock, and the model-quality window."""
+        await self.escalator.tick()
+        await self.model_quality.check(int(time.time() * 1000))

@@ -1,0 +1,124 @@
+"""Slack sinks: an incoming webhook, or a bot token posting with ``chat.postMessage``.
+
+Both send Block Kit inside a coloured attachment (the colour is the severity; green once
+resolved). The bot can thread: the opening message's channel and ``ts`` are kept in Redis
+per incident, and every later announcement of the incident (escalated, reopened,
+resolved) replies in that thread — escalations are also broadcast to the channel. An
+incoming webhook cannot thread, so there each announcement is a message of its own that
+names the incident."""
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from alerting.alert import NO_DRIVERS, Alert
+
+COLOURS = {"watch": "#ECB22E", "warning": "#E8912D", "critical": "#E01E5A", "resolved": "#2EB67D"}
+_ICONS = {"watch": ":eyes:", "warning": ":warning:", "critical": ":rotating_light:", "resolved": ":white_check_mark:"}
+
+
+class SlackDeliveryError(RuntimeError):
+    pass
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def colour(alert: Alert) -> str:
+    return COLOURS["resolved" if alert.action == "resolved" else alert.severity]
+
+
+def blocks(alert: Alert) -> list[dict]:
+    icon = _ICONS["resolved" if alert.action == "resolved" else alert.severity]
+    out: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{icon} {alert.headline}"[:150], "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _escape(alert.numbers)}},
+    ]
+    if alert.signal == "model_quality":
+        fields = [("Window", f"{alert.window_start} .. {alert.window_end}"), ("Model", alert.model)]
+    else:
+        baseline = "-" if alert.baseline is None else f"{alert.baseline:.1%} ({alert.baseline_source})"
+        expected = "-" if alert.expected_volume is None else f"{alert.expected_volume:.0f}"
+        fields = [
+            ("Negative rate", f"{alert.rate:.1%} ({alert.negatives}/{alert.volume})"),
+            ("Baseline", baseline),
+            ("Volume", f"{alert.volume} posts (usual {expected})"),
+            ("p-value", f"{alert.p_value:.2g}"),
+            ("Window", f"{alert.window_start} .. {alert.window_end}"),
+            ("Model", alert.model),
+        ]
+    out.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{_escape(v)}"} for k, v in fields]})
+    if alert.signal != "model_quality":
+        drivers = ", ".join(f"`{_escape(d['term'])}` ({d['count']} vs {d['baseline_count']})" for d in alert.drivers) or NO_DRIVERS
+        examples = ", ".join(f"`{_escape(i)}`" for i in alert.example_post_ids) or "-"
+        out.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Drivers:* {drivers}\n*Example posts:* {examples}"}})
+    context = f"incident `{_escape(alert.incident_id)}` · alert `{_escape(alert.alert_id)}`"
+    if alert.link:
+        context += f" · <{alert.link}|look it up>"
+    out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+    return out
+
+
+def attachments(alert: Alert) -> list[dict]:
+    return [{"color": colour(alert), "fallback": alert.headline, "blocks": blocks(alert)}]
+
+
+class SlackWebhookSink:
+    name = "slack"
+
+    def __init__(self, url: str, *, timeout_s: float = 10.0):
+        self.client = AsyncWebhookClient(url, timeout=int(timeout_s))
+
+    async def send(self, alert: Alert) -> None:
+        response = await self.client.send(text=alert.headline, attachments=attachments(alert))
+        if response.status_code != 200:
+            raise SlackDeliveryError(f"Slack webhook answered {response.status_code}: {str(response.body)[:200]}")
+
+
+class SlackBotSink:
+    name = "slack"
+
+    def __init__(
+        self,
+        token: str,
+        channel: str,
+        redis: aioredis.Redis,
+        *,
+        prefix: str,
+        ttl_s: int,
+        base_url: str = AsyncWebClient.BASE_URL,
+        timeout_s: float = 10.0,
+    ):
+        self.client = AsyncWebClient(token=token, base_url=base_url, timeout=int(timeout_s))
+        self.channel = channel
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+
+    def _thread_key(self, incident_id: str) -> str:
+        return f"{self.prefix}:slack:thread:{incident_id}"
+
+    def _posted_key(self, alert_id: str) -> str:
+        return f"{self.prefix}:slack:posted:{alert_id}"
+
+    async def send(self, alert: Alert) -> None:
+        # Posted before but not acknowledged (a crash in between): do not post twice.
+        if await self.redis.exists(self._posted_key(alert.alert_id)):
+            return
+        thread = await self.redis.get(self._thread_key(alert.incident_id))
+        kwargs: dict = {}
+        channel = self.channel
+        if thread is not None:
+            channel, thread_ts = thread.decode().split("|", 1)
+            kwargs = {"thread_ts": thread_ts, "reply_broadcast": alert.action == "escalated"}
+        response = await self.client.chat_postMessage(channel=channel, text=alert.headline, attachments=attachments(alert), **kwargs)
+        if not response.get("ok"):
+            raise SlackDeliveryError(f"chat.postMessage failed: {response.get('error')}")
+        ts = str(response["ts"])
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self._posted_key(alert.alert_id), ts, ex=self.ttl_s)
+        if thread is None:
+            pipe.set(self._thread_key(alert.incident_id), f"{response['channel']}|{ts}", nx=True, ex=self.ttl_s)
+        await pipe.execute()

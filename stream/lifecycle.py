@@ -1,0 +1,61 @@
+"""The model lifecycle inside a worker, wired onto the Faust app: the registry watch (hot
+swap, ``stream.model_watch``), shadow scoring by the challenger (``stream.shadow``) and
+the drift watch (``stream.drift_monitor``). Each runs as a background task; the pipeline
+only calls their cheap observers after counting a batch."""
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from alerting.runtime import AlertingRuntime
+from badbuzz.settings import Settings
+from models.scorer import Scorer
+from stream.drift_monitor import DriftMonitor, DriftStore, DriftThresholds
+from stream.metrics import Metrics
+from stream.model_watch import ActiveModel, ModelWatcher
+from stream.pipeline import BatchObserver
+from stream.shadow import ShadowScorer, ShadowStore
+
+log = logging.getLogger(__name__)
+
+
+def drift_thresholds(settings: Settings) -> DriftThresholds:
+    return DriftThresholds(
+        psi=settings.drift_psi_alert,
+        oov=settings.drift_oov_alert,
+        resolve_fraction=settings.alert_resolve_fraction,
+        cooldown_min=settings.alert_cooldown_min,
+    )
+
+
+def register(app: faust.App, settings: Settings, active: ActiveModel, metrics: Metrics, alerting: AlertingRuntime) -> list[BatchObserver]:
+    """Start the lifecycle tasks with the app; return the pipeline's batch observers."""
+    registry = metrics.registry
+    shadow = ShadowScorer(settings.shadow_fraction, queue_batches=settings.shadow_queue_batches, store=None, metrics_registry=registry)
+    drift = DriftMonitor(lambda: active.info, drift_thresholds(settings), min_posts=settings.drift_min_posts, metrics_registry=registry)
+    watcher = ModelWatcher(
+        settings, active, on_challenger=shadow.set_challenger if settings.shadow_fraction > 0 else None, metrics_registry=registry
+    )
+
+    def swapped(old: Scorer, new: Scorer) -> None:
+        metrics.set_model(new.info)
+        log.info("model swap: now serving %s (was %s)", new.info.display, old.info.display)
+
+    active.on_swap(swapped)
+
+    @app.task
+    async def watch_models() -> None:
+        await watcher.run()
+
+    @app.task
+    async def shadow_scoring() -> None:
+        shadow.store = ShadowStore(alerting.redis, prefix=settings.redis_prefix)
+        await shadow.run()
+
+    @app.task
+    async def watch_drift() -> None:
+        drift.attach(DriftStore(alerting.redis, prefix=settings.redis_prefix, window_min=settings.drift_window_min), alerting.incidents)
+        await drift.run(settings.drift_check_s)
+
+    return [shadow.observe, drift.observe]

@@ -1,0 +1,222 @@
+"""The worker's own web pages, on Faust's web server (``BADBUZZ_WEB_HOST``:``BADBUZZ_WEB_PORT``):
+
+- ``/metrics``: Prometheus exposition (``stream.metrics``), shared state read at scrape time;
+- ``/dashboard``: the live page for people (``dashboard.html``, no build step, no CDN);
+- ``/api/windows?scope=all&minutes=180``: the JSON the page draws.
+
+Every worker serves the same shared numbers (they come from Redis), so any one of them
+can be put behind a load balancer."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import faust
+from aiokafka.errors import KafkaError
+from faust.exceptions import ConsumerNotStarted
+from redis.exceptions import RedisError
+
+from alerting.feedback import MODEL_SCOPE
+from alerting.history import baseline_at, reads_for
+from alerting.outbox import Outbox
+from alerting.rules import Signal
+from alerting.runtime import AlertingRuntime
+from badbuzz.settings import Settings
+from models.scorer import ModelInfo
+from stream.dashboard import (
+    SIGNALS,
+    parse_minutes,
+    parse_scope,
+    reads_for_chart,
+    windows_payload,
+)
+from stream.drift_monitor import DRIFT_SCOPE
+from stream.metrics import CONTENT_TYPE, Metrics, SharedState
+from stream.windows import (
+    GLOBAL_SCOPE,
+    SLIDING_WINDOWS_MIN,
+    aggregate,
+    minute_of,
+    window_minutes,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MINUTES = 180
+DASHBOARD_HTML = Path(__file__).with_name("dashboard.html")
+_LAG_TIMEOUT_S = 5.0
+
+
+class SharedReader:
+    """Reads what every worker shares (Redis) for the dashboard and the metrics, through
+    the worker's alerting runtime (same Redis client, key layout and rule settings)."""
+
+    def __init__(self, alerting: AlertingRuntime):
+        self.alerting = alerting
+        self.cfg = alerting.cfg
+        self.scopes = alerting.scopes
+
+    async def end_minute(self) -> tuple[int, int | None]:
+        """The newest counted event's minute (the current minute before any post)."""
+        watermark = await self.alerting.counters.watermark_ms()
+        return minute_of(watermark or int(time.time() * 1000)), watermark or None
+
+    async def windows(self, scope: str, minutes: int, model: str) -> dict:
+        end, watermark = await self.end_minute()
+        reads = reads_for_chart(end, minutes, self.cfg)
+        snapshot = await self.alerting.counters.snapshot(sorted({scope, GLOBAL_SCOPE}), reads.minutes, reads.hours)
+        found = await self.alerting.incidents.get_many([(signal, scope) for signal in SIGNALS])
+        return windows_payload(
+            scope=scope,
+            scopes=self.scopes,
+            minute_buckets=snapshot[scope][0],
+            global_minutes=snapshot[GLOBAL_SCOPE][0],
+            hour_buckets=snapshot[scope][1],
+            global_hours=snapshot[GLOBAL_SCOPE][1],
+            end_minute=end,
+            minutes=minutes,
+            cfg=self.cfg,
+            incidents=[incident for incident in found.values() if incident is not None],
+            watermark_ms=watermark,
+            model=model,
+            now_ms=int(time.time() * 1000),
+        )
+
+    async def shared_state(self, lag: dict[tuple[str, int], int]) -> SharedState:
+        end, watermark = await self.end_minute()
+        reads = reads_for(end, self.cfg)
+        first = min(reads.minutes.start, end - max(SLIDING_WINDOWS_MIN) + 1)
+        hours = [*reads.hours, *(h for week in reads.seasonal for h in week)]
+        snapshot = await self.alerting.counters.snapshot(self.scopes, range(first, end + 1), hours)
+        global_minutes, global_hours = snapshot[GLOBAL_SCOPE]
+        windows: dict[tuple[str, int], tuple[int, int]] = {}
+        baselines: dict[str, float] = {}
+        expected: dict[str, float] = {}
+        for scope, (minutes, hour_buckets) in snapshot.items():
+            for length in SLIDING_WINDOWS_MIN:
+                stats = aggregate(minutes, window_minutes(end, length))
+                windows[(scope, length)] = (stats.total, stats.negative)
+            baseline = baseline_at(end, minutes, global_minutes, hour_buckets, global_hours, self.cfg)
+            if baseline.rate is not None:
+                baselines[scope] = baseline.rate
+            if baseline.per_minute is not None:
+                expected[scope] = baseline.per_minute
+        keys = [(signal, scope) for scope in self.scopes for signal in SIGNALS]
+        found = await self.alerting.incidents.get_many([*keys, (Signal.MODEL_QUALITY, MODEL_SCOPE), (Signal.MODEL_QUALITY, DRIFT_SCOPE)])
+        incidents = [(i.scope, i.signal.value, i.severity.value) for i in found.values() if i is not None and i.is_open]
+        return SharedState(
+            redis_up=True,
+            watermark_ms=watermark,
+            windows=windows,
+            baselines=baselines,
+            expected_per_minute=expected,
+            incidents=incidents,
+            outbox=await outbox_lengths(self.alerting.outbox),
+            lag=lag,
+        )
+
+
+async def outbox_lengths(outbox: Outbox) -> dict[tuple[str, str], int]:
+    """Per sink: alerts waiting in the outbox (``pending``), and those of them that
+    failed at least once and are being retried (``failed``)."""
+    pipe = outbox.redis.pipeline(transaction=False)
+    for sink in outbox.sinks:
+        pipe.zcard(outbox.keys.queue(sink))
+        pipe.hlen(outbox.keys.attempts(sink))
+    counts = iter(await pipe.execute())
+    out = {}
+    for sink in outbox.sinks:
+        out[(sink, "pending")] = int(next(counts))
+        out[(sink, "failed")] = int(next(counts))
+    return out
+
+
+async def consumer_lag(app: faust.App, topic: str, metrics: Metrics) -> dict[tuple[str, int], int]:
+    """Per assigned partition of ``topic``: the log end offset minus the next offset this
+    worker will process (its position until it processed something there)."""
+    try:
+        consumer = app.consumer
+        partitions = sorted(tp for tp in consumer.assignment() if tp.topic == topic)
+        if not partitions:
+            return {}
+        ends = await asyncio.wait_for(consumer.highwaters(*partitions), _LAG_TIMEOUT_S)
+        lag = {}
+        for tp in partitions:
+            done = metrics.next_offset(tp.topic, tp.partition)
+            if done is None:
+                done = await asyncio.wait_for(consumer.position(tp), _LAG_TIMEOUT_S)
+            if ends.get(tp) is not None and done is not None:
+                lag[(tp.topic, tp.partition)] = max(0, ends[tp] - done)
+        return lag
+    except (TimeoutError, ConsumerNotStarted, KafkaError) as exc:
+        log.debug("consumer lag unavailable: %s", exc)
+        return {}
+
+
+def dashboard_page(*, scope: str, minutes: int, refresh_s: int, initial: dict | None) -> str:
+    """The page with its first numbers inline (None: Redis was unreachable, the page says so)."""
+    template = DASHBOARD_HTML.read_text(encoding="utf-8")
+    # The first render needs no round trip; "</" is escaped so the JSON cannot close the
+    # script element.
+    data = json.dumps(initial).replace("</", "<\\/")
+    return (
+        template.replace("__INITIAL_DATA__", data)
+        .replace("__REFRESH_S__", str(refresh_s))
+        .replace("__SCOPE__", json.dumps(scope).replace("</", "<\\/"))
+        .replace("__MINUTES__", str(minutes))
+    )
+
+
+def register(app: faust.App, settings: Settings, metrics: Metrics, alerting: AlertingRuntime, model_info: Callable[[], ModelInfo]) -> None:
+    reader = SharedReader(alerting)
+    retention_min = settings.counter_ttl_s // 60
+
+    async def read_redis(operation):
+        try:
+            return await operation
+        except (RedisError, OSError) as exc:
+            metrics.redis_errors.labels("read").inc()
+            log.warning("Redis unavailable for the web views: %s", exc)
+            return None
+
+    def query(request) -> tuple[str, int]:
+        return (
+            parse_scope(request.query.get("scope"), reader.scopes),
+            parse_minutes(request.query.get("minutes"), default=DEFAULT_MINUTES, retention_min=retention_min),
+        )
+
+    @app.page("/metrics", name="badbuzz-metrics")
+    async def metrics_view(self, request):
+        lag = await consumer_lag(app, settings.topic_raw, metrics)
+        state = await read_redis(reader.shared_state(lag))
+        metrics.update_shared(state or SharedState(redis_up=False, lag=lag))
+        return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    @app.page("/api/windows", name="badbuzz-windows")
+    async def windows_view(self, request):
+        try:
+            scope, minutes = query(request)
+        except ValueError as exc:
+            return self.json({"error": str(exc)}, status=400)
+        payload = await read_redis(reader.windows(scope, minutes, model_info().display))
+        if payload is None:
+            return self.json({"error": "Redis is unreachable; the worker retries"}, status=503)
+        return self.json(payload)
+
+    @app.page("/dashboard", name="badbuzz-dashboard")
+    async def dashboard_view(self, request):
+        try:
+            scope, minutes = query(request)
+        except ValueError as exc:
+            return self.text(f"{exc}\n", status=400)
+        payload = await read_redis(reader.windows(scope, minutes, model_info().display))
+        page = dashboard_page(scope=scope, minutes=minutes, refresh_s=settings.dashboard_refresh_s, initial=payload)
+        return self.html(page)
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender, revoked, **kwargs) -> None:
+        metrics.forget_partitions((tp.topic, tp.partition) for tp in revoked)

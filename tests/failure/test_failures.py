@@ -1,0 +1,246 @@
+"""Failure suite: the worker under outages, crashes and hostile input, with exact counts
+afterwards (nothing lost, nothing counted twice). Runs its own private Kafka and Redis on
+free ports so it can stop them without disturbing anything else.
+
+Run alone with ``pytest -m failure``."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from badbuzz import services
+from badbuzz.processes import free_port
+from badbuzz.services import kafka as kafka_svc
+from badbuzz.services import manager
+from badbuzz.services import redis as redis_svc
+from badbuzz.settings import Settings
+from stream.counters import Counters
+from stream.topics import ensure_topics
+from stream.windows import minute_of
+from tests.conftest import running_worker, wait_for
+
+pytestmark = [pytest.mark.failure, pytest.mark.integration]
+
+MINUTE = 60_000
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory, model_home):
+    """Private Kafka + Redis (sharing the machine's Kafka jar cache) and settings for them."""
+    home = tmp_path_factory.mktemp("private-services")
+    kafka_port, controller_port, redis_port = free_port(), free_port(), free_port()
+    os.environ.setdefault(kafka_svc.LIBS_ENV, str(kafka_svc.default_libs_dir(Settings())))
+    settings = Settings(
+        home=home,
+        kafka_port=kafka_port,
+        kafka_controller_port=controller_port,
+        redis_port=redis_port,
+        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        _env_file=None,
+    )
+    services.up(settings, echo=lambda _: None)
+    yield settings
+    services.down(settings)
+
+
+@pytest.fixture
+def scenario(private, model_home, request):
+    tag = f"{request.node.name[-20:].strip('_')}-{int(time.time() * 1000) % 10_000_000}"
+    return private.model_copy(
+        update=dict(
+            home=model_home,
+            topic_raw=f"f-{tag}.raw",
+            topic_dlq=f"f-{tag}.dlq",
+            topic_alerts=f"f-{tag}.alerts",
+            redis_prefix=f"fail:{tag}",
+            app_id=f"badbuzz-fail-{tag}",
+            web_port=free_port(),
+        )
+    )
+
+
+def posts(n: int, *, start: int = 0, base_ms: int | None = None) -> list[tuple[bytes, bytes]]:
+    base_ms = base_ms or (int(time.time() * 1000) // MINUTE - 30) * MINUTE
+    out = []
+    for i in range(start, start + n):
+        body = {"id": f"post-{i}", "text": f"@united flight {i} delayed again, awful service", "created_at": base_ms + (i % 20) * MINUTE}
+        out.append((body["id"].encode(), orjson.dumps(body)))
+    return out
+
+
+async def produce(settings: Settings, records, *, topic: str | None = None, timeout_s: float = 60) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", request_timeout_ms=int(timeout_s * 1000))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await producer.start()
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    try:
+        for key, value in records:
+            await producer.send(topic or settings.topic_raw, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def counted(settings: Settings) -> int:
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        now_minute = minute_of(int(time.time() * 1000))
+        return (await Counters(redis, prefix=settings.redis_prefix, ttl_s=1).window("all", now_minute + 5, 24 * 60)).total
+    except (OSError, aioredis.ConnectionError):
+        return -1
+    finally:
+        await redis.aclose()
+
+
+async def exactly(settings: Settings, n: int, *, process, timeout: float = 90) -> None:
+    async def reached():
+        return await counted(settings) == n
+
+    await wait_for(reached, timeout=timeout, what=f"exactly {n} posts counted", process=process)
+    await asyncio.sleep(2)
+    assert await counted(settings) == n, "more posts counted than were sent"
+
+
+def stop_service(settings: Settings, svc) -> None:
+    """Stop one of the private services (``settings`` must carry their home)."""
+    pid = manager.live_pid(settings, svc)
+    assert pid, f"{svc.__name__} is not running"
+    manager._stop_pid(pid, svc.MARKER, 30)
+
+
+async def test_redis_outage_loses_and_duplicates_nothing(private, scenario, tmp_path):
+    await ensure_topics(scenario, [scenario.topic_raw, scenario.topic_dlq, scenario.topic_alerts])
+    with running_worker(scenario, tmp_path / "worker.log") as worker:
+        await produce(scenario, posts(300))
+        await exactly(scenario, 300, process=worker)
+        stop_service(private, redis_svc)
+        await produce(scenario, posts(300, start=300))
+        await asyncio.sleep(10)
+        assert worker.poll() is None, "worker died while Redis was down"
+        services.up(private, echo=lambda _: None)
+        await exactly(scenario, 600, process=worker)
+
+
+async def test_broker_restart_resumes_from_committed_offsets(private, scenario, tmp_path):
+    await ensure_topics(scenario, [scenario.topic_raw, scenario.topic_dlq, scenario.topic_alerts])
+    with running_worker(scenario, tmp_path / "worker.log") as worker:
+        await produce(scenario, posts(300))
+        await exactly(scenario, 300, process=worker)
+        stop_service(private, kafka_svc)
+        await asyncio.sleep(5)
+        services.up(private, echo=lambda _: None)
+        await produce(scenario, posts(300, start=300))
+        await exactly(scenario, 600, process=worker, timeout=120)
+
+
+async def test_worker_killed_mid_batch_recounts_nothing(scenario, tmp_path):
+    settings = scenario.model_copy(update={"batch_size": 200})
+    await ensure_topics(settings, [settings.topic_raw, settings.topic_dlq, settings.topic_alerts])
+    await produce(settings, posts(4000))
+    with running_worker(settings, tmp_path / "worker-1.log") as worker:
+        async def partly():
+            return 0 < await counted(settings) < 4000
+
+        await wait_for(partly, timeout=90, interval=0.05, what="counting to start", process=worker)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    before_restart = await counted(settings)
+    assert 0 < before_restart < 4000
+    with running_worker(settings, tmp_path / "worker-2.log") as worker:
+        await exactly(settings, 4000, process=worker, timeout=120)
+
+
+async def test_poison_input_goes_to_the_dlq_and_the_worker_keeps_going(scenario, tmp_path):
+    now = int(time.time() * 1000)
+    poison = {
+        b"not json at all": "invalid JSON",
+        b'{"id": 1, "text": "x"': "invalid JSON",
+        b"\xc0\xaf\xfe": "not valid UTF-8",
+        b"[]": "expected a JSON object, got array",
+        b"null": "expected a JSON object, got null",
+        b'{"text": "no id"}': "missing field 'id'",
+        b'{"id": {"a": 1}, "text": "object id"}': "field 'id' must be a string or integer, got object",
+        b'{"id": 7}': "missing field 'text'",
+        b'{"id": 8, "text": ["a"]}': "field 'text' must be a string, got array",
+        b'{"id": 9, "text": "\\n\\t "}': "field 'text' is empty",
+        b'{"id": 10, "text": "ok", "user": 5}': "field 'user' must be a string, got integer",
+        b'{"id": 11, "text": "ok", "created_at": "2999-01-01T00:00:00Z"}': "is in the future",
+        b'{"id": 12, "text": "ok", "created_at": 86400000}': "older than the counter retention",
+        b'{"id": 13, "text": "ok", "created_at": "soon"}': "is not an ISO-8601 time",
+        orjson.dumps({"id": 14, "text": "x" * 1_000_000}): "more than the limit of 10000",
+    }
+    valid = [
+        orjson.dumps({"id": "v1", "text": "fine", "created_at": now - MINUTE, "unknown": {"nested": True}}),
+        orjson.dumps({"id": "v1", "text": "the same id again", "created_at": now - MINUTE}),
+        orjson.dumps({"id": 99, "text": "integer ids are fine", "created_at": now - 2 * MINUTE}),
+    ]
+    await ensure_topics(scenario, [scenario.topic_raw, scenario.topic_dlq, scenario.topic_alerts])
+    await produce(scenario, [(b"k", raw) for raw in poison] + [(b"k", raw) for raw in valid])
+    with running_worker(scenario, tmp_path / "worker.log") as worker:
+        await exactly(scenario, 2, process=worker)
+        dead = await drain(scenario, scenario.topic_dlq, expect=len(poison))
+        assert worker.poll() is None
+    assert sorted(r.value for r in dead) == sorted(poison)
+    for record in dead:
+        reason = dict(record.headers)["dlq.reason"].decode()
+        assert poison[record.value] in reason, (record.value[:60], reason)
+
+
+async def test_late_and_out_of_order_events(scenario, tmp_path):
+    settings = scenario.model_copy(update={"topic_partitions": 1, "allowed_lateness_s": 1800})
+    now = int(time.time() * 1000)
+    newest = (now // MINUTE - 5) * MINUTE
+    events = [
+        {"id": "newest", "text": "newest post", "created_at": newest},
+        {"id": "out-of-order", "text": "a bit older", "created_at": newest - 10 * MINUTE},
+        {"id": "late-but-allowed", "text": "older, within lateness", "created_at": newest - 29 * MINUTE},
+        {"id": "too-late", "text": "beyond the allowed lateness", "created_at": newest - 45 * MINUTE},
+    ]
+    await ensure_topics(settings, [settings.topic_raw, settings.topic_dlq, settings.topic_alerts], partitions=1)
+    with running_worker(settings, tmp_path / "worker.log", BADBUZZ_ALLOWED_LATENESS_S="1800") as worker:
+        # One at a time, so the newest is counted before the late ones arrive.
+        await produce(settings, [(b"k", orjson.dumps(events[0]))])
+        await exactly(settings, 1, process=worker)
+        await produce(settings, [(b"k", orjson.dumps(e)) for e in events[1:]])
+        await exactly(settings, 3, process=worker)
+        dead = await drain(settings, settings.topic_dlq, expect=1)
+    assert [orjson.loads(r.value)["id"] for r in dead] == ["too-late"]
+    assert dict(dead[0].headers)["dlq.reason"].decode().startswith("late event")
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    buckets = await Counters(redis, prefix=settings.redis_prefix, ttl_s=1).buckets("all", range(minute_of(newest) - 60, minute_of(newest) + 1))
+    await redis.aclose()
+    assert {m: b.total for m, b in buckets.items()} == {
+        minute_of(newest): 1,
+        minute_of(newest) - 10: 1,
+        minute_of(newest) - 29: 1,
+    }
+
+
+async def drain(settings: Settings, topic: str, *, expect: int, timeout: float = 60):
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", fetch_max_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    records = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expect and time.monotonic() < deadline:
+            for part in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(part)
+        for part in (await consumer.getmany(timeout_ms=1000)).values():
+            records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
