@@ -77,7 +77,8 @@ async def _run(base: Settings, *, rate: float, calm: int, burst_size: int) -> bo
     calm_posts = posts[:calm]
     per_minute = 40.0
     calm_minutes = calm / per_minute
-    burst = rp.Burst(at_min=round(calm_minutes * 0.6), count=burst_size, duration_min=10)
+    # A storm has a subject: lost and delayed bags, drawn from real negative posts.
+    burst = rp.Burst(at_min=round(calm_minutes * 0.6), count=burst_size, duration_min=10, term="bag")
     plan = rp.schedule(calm_posts, [p for p in posts if p.negative], [burst], per_minute)
     messages = rp.to_messages(plan, end_ms=int(time.time() * 1000), run_id=run)
     expected = len(messages)
@@ -88,7 +89,7 @@ async def _run(base: Settings, *, rate: float, calm: int, burst_size: int) -> bo
     say(f"worker started (pid {worker.pid}, log {log_path})")
     say(
         f"replaying {calm} calm airline posts ({calm_minutes:.0f} simulated minutes at {per_minute:g}/min) "
-        f"with a burst of {burst_size} negative posts at minute {burst.at_min:g} over {burst.duration_min:g} min, "
+        f"with a burst of {burst_size} negative posts about bags at minute {burst.at_min:g} over {burst.duration_min:g} min, "
         f"plus {len(MALFORMED)} malformed messages, at {rate:g} posts/s"
     )
     redis = redis_client(settings)
@@ -134,7 +135,7 @@ async def _narrate(counters: Counters, producer: asyncio.Task, expected: int, wo
             say(
                 f"  >>> ALERT {alert['action'].upper()} [{alert['severity']}] {alert['scope']}: "
                 f"{alert['rate']:.1%} vs baseline {alert['baseline']:.1%} over {alert['window_minutes']} min "
-                f"(n={alert['volume']}), terms: {', '.join(alert['top_terms'])}; model {alert['model']}"
+                f"(n={alert['volume']}), terms: {', '.join(alert['top_terms']) or 'none stand out'}; model {alert['model']}"
             )
         shown = len(alerts)
         if producer.done():
