@@ -295,13 +295,7 @@ async def redis_memory(settings: Settings, n: int, report: Report, say: Say) -> 
         await counters.count(posts)
     after = (await redis.info("memory"))["used_memory"]
     per_million = (after - before) / n * 1_000_000 / 2**20
-    cursor = 0
-    while True:
-        cursor, keys = await redis.scan(cursor, match=f"{prefix}:*", count=5000)
-        if keys:
-            await redis.delete(*keys)
-        if cursor == 0:
-            break
+    await _delete_prefix(redis, prefix)
     await redis.aclose()
     report.add("Redis memory", {"posts": n, "mib_per_million_posts": per_million}, say)
     report.notes.append(
