@@ -21,7 +21,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from alerting.alert import Alert, iso
-from alerting.incidents import IncidentStore, next_incident
+from alerting.incidents import IncidentStore, model_quality_alert, next_incident
 from alerting.rules import RuleConfig, Signal, decide_model_quality
 from models.preprocess import preprocess
 from models.scorer import ModelInfo
@@ -169,20 +169,15 @@ class ModelQualityMonitor:
             return None
         new = next_incident(current, Signal.MODEL_QUALITY, MODEL_SCOPE, decision, minute)
         info = self.model_info()
-        alert = Alert(
-            alert_id=new.alert_id(),
-            incident_id=new.id,
-            seq=new.seq,
-            signal=Signal.MODEL_QUALITY.value,
-            action=decision.action.value,
-            severity=decision.severity.value,
-            scope=MODEL_SCOPE,
-            window_start=iso(since),
-            window_end=iso(now_ms),
+        alert = model_quality_alert(
+            new,
+            decision,
+            start_ms=since,
+            end_ms=now_ms,
             window_minutes=self.cfg.model_window_min,
-            example_post_ids=wrong[:EXAMPLES],
             model=info.display,
             model_version=info.version or info.uri,
+            example_post_ids=wrong[:EXAMPLES],
             feedback_wrong=len(wrong),
             feedback_threshold=self.cfg.model_wrong_threshold,
         )

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import redis.asyncio as aioredis
 
-from alerting.alert import Alert
+from alerting.alert import Alert, iso
 from alerting.outbox import Outbox
 from alerting.rules import Action, Baseline, Decision, Episode, Severity, Signal, advance
 
@@ -72,6 +72,28 @@ def new_incident_id(signal: Signal, scope: str, minute: int) -> str:
     stamp = datetime.fromtimestamp(minute * 60, tz=timezone.utc).strftime("%Y%m%dT%H%M")
     slug = "".join(c if c.isalnum() else "-" for c in scope.removeprefix("term:")).strip("-")
     return f"{_SIGNAL_SLUG[signal]}-{slug}-{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def model_quality_alert(
+    incident: Incident, decision: Decision, *, start_ms: int, end_ms: int, window_minutes: int, model: str, model_version: str, **details: object
+) -> Alert:
+    """The alert for a model-quality incident (wrong-prediction feedback or drift): the
+    shared fields, plus the ``details`` that say what tripped it."""
+    return Alert(
+        alert_id=incident.alert_id(),
+        incident_id=incident.id,
+        seq=incident.seq,
+        signal=Signal.MODEL_QUALITY.value,
+        action=decision.action.value,
+        severity=decision.severity.value,
+        scope=incident.scope,
+        window_start=iso(start_ms),
+        window_end=iso(end_ms),
+        window_minutes=window_minutes,
+        model=model,
+        model_version=model_version,
+        **details,
+    )
 
 
 def next_incident(current: Incident | None, signal: Signal, scope: str, decision: Decision, minute: int) -> Incident:

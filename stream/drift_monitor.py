@@ -29,8 +29,8 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Gauge
 from redis.exceptions import RedisError
 
-from alerting.alert import Alert, iso
-from alerting.incidents import IncidentStore, next_incident
+from alerting.alert import Alert
+from alerting.incidents import IncidentStore, model_quality_alert, next_incident
 from alerting.rules import Action, Assessment, Baseline, Decision, Episode, Severity, Signal
 from models.drift import (
     BINS, DriftReference, DriftStatus, VocabularyDrift, assess, bin_counts, read_reference, token_counts, vocabulary_drift,
@@ -320,20 +320,15 @@ class DriftMonitor:
             return None
         new = next_incident(current, Signal.MODEL_QUALITY, DRIFT_SCOPE, decision, minute)
         window_min = self.store.window_min
-        alert = Alert(
-            alert_id=new.alert_id(),
-            incident_id=new.id,
-            seq=new.seq,
-            signal=Signal.MODEL_QUALITY.value,
-            action=decision.action.value,
-            severity=decision.severity.value,
-            scope=DRIFT_SCOPE,
-            window_start=iso(now_ms - window_min * MINUTE_MS),
-            window_end=iso(now_ms),
+        alert = model_quality_alert(
+            new,
+            decision,
+            start_ms=now_ms - window_min * MINUTE_MS,
+            end_ms=now_ms,
             window_minutes=window_min,
-            volume=status.posts,
             model=info.display,
             model_version=info.version or info.uri,
+            volume=status.posts,
             drift_psi=None if status.psi is None else round(status.psi, 4),
             drift_psi_threshold=self.th.psi,
             drift_oov_rate=None if status.oov_rate is None else round(status.oov_rate, 4),
