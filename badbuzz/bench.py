@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from badbuzz.connections import kafka_options, redis_client
 from badbuzz.processes import free_port, start_worker, stop_worker
+from badbuzz.profiling import cpu_seconds, start_sampling, stop_sampling, summarise
 from badbuzz.settings import Settings
 from models.scorer import Scorer, load_scorer
 from stream.counters import Counters, ScoredPost
@@ -174,9 +175,21 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def end_to_end(settings: Settings, model_uri: str, n: int, *, workers: int, partitions: int, watch_terms: Sequence[str] | None = None, log_dir: Path) -> dict:
+def _service_pids(settings: Settings) -> dict[str, int]:
+    """The local services' pids (those started by ``badbuzz services up``)."""
+    from badbuzz.services.manager import SERVICES, live_pid
+
+    return {svc.NAME: pid for svc in SERVICES if (pid := live_pid(settings, svc)) is not None}
+
+
+async def end_to_end(
+    settings: Settings, model_uri: str, n: int, *, workers: int, partitions: int, watch_terms: Sequence[str] | None = None,
+    log_dir: Path, profile_to: Path | None = None,
+) -> dict:
     """Pre-load ``n`` posts, start the workers, and time from the first post counted to
-    the last (the steady drain rate, start-up excluded)."""
+    the last (the steady drain rate, start-up excluded). Over the same span: CPU time per
+    post of the workers and of the local Redis and Kafka, and (``profile_to``) py-spy
+    samples of the first worker."""
     run = f"bench-{uuid.uuid4().hex[:8]}"
     s = settings.model_copy(
         update=dict(
@@ -189,7 +202,9 @@ async def end_to_end(settings: Settings, model_uri: str, n: int, *, workers: int
     await _produce(s, s.topic_raw, _messages(sample_texts(n), run))
     redis = redis_client(s)
     procs = [start_worker(s.model_copy(update={"web_port": free_port()}), log_dir / f"{run}-w{i}.log") for i in range(workers)]
+    services = _service_pids(s)
     peak_rss = 0.0
+    sampler = None
     try:
         first_at = first_count = None
         deadline = time.monotonic() + 600
@@ -200,13 +215,20 @@ async def end_to_end(settings: Settings, model_uri: str, n: int, *, workers: int
             peak_rss = max(peak_rss, sum(_rss_mb(p.pid) for p in procs if p.poll() is None))
             if first_at is None and count > 0:
                 first_at, first_count = now, count
+                cpu_at_first = {"worker": sum(cpu_seconds(p.pid) for p in procs), **{k: cpu_seconds(pid) for k, pid in services.items()}}
+                if profile_to is not None:
+                    sampler = start_sampling(procs[0].pid, profile_to)
             if count >= n:
                 break
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 raise RuntimeError(f"end-to-end run stalled at {count}/{n}; see {log_dir}")
-        drained = n - (first_count or 0)
-        return {"posts": n, "posts_per_s": drained / max(now - first_at, 1e-9), "worker_rss_mb": peak_rss}
+        cpu_now = {"worker": sum(cpu_seconds(p.pid) for p in procs), **{k: cpu_seconds(pid) for k, pid in services.items()}}
+        drained = max(n - (first_count or 0), 1)
+        cpu = {f"{k}_cpu_us_per_post": (cpu_now[k] - cpu_at_first[k]) / drained * 1e6 for k in cpu_now}
+        return {"posts": n, "posts_per_s": drained / max(now - first_at, 1e-9), "worker_rss_mb": peak_rss, **cpu}
     finally:
+        if sampler is not None:
+            stop_sampling(sampler)
         for p in procs:
             stop_worker(p)
         await redis.aclose()
@@ -301,6 +323,18 @@ async def redis_memory(settings: Settings, n: int, report: Report, say: Say) -> 
     report.notes.append(
         "Redis memory is dominated by the per-post idempotency keys (one `seen:<id>` key per post, kept for the counter TTL); the per-minute buckets are a few hundred bytes per scope-minute."
     )
+
+
+def report_profile(family: str, samples: Path, report: Report, say: Say) -> None:
+    if not samples.exists():
+        report.notes.append(f"No profile of the {family} worker: py-spy is not installed or could not attach (pip install py-spy).")
+        return
+    by_stage, functions = summarise(samples.read_text())
+    for row in by_stage:
+        report.add(f"Profile of the {family} worker, 1 worker end to end: py-spy samples of both threads by stage", row, say)
+    for row in functions:
+        report.add(f"Profile of the {family} worker: functions with the most samples of their own", row, say)
+    report.notes.append(f"Profiles: py-spy at 200 Hz over the drain of the 1-worker run; raw collapsed stacks in {samples.parent}.")
 
 
 def pick_challenger(champion_family: str, models: dict[str, str], champion_uri: str) -> str:
@@ -445,7 +479,96 @@ async def _delete_prefix(redis: aioredis.Redis, prefix: str) -> None:
             break
 
 
-async def run_bench(settings: Settings, *, families: Sequence[str] | None, quick: bool, out_dir: Path, say: Say = print) -> Report:
+QUALITY_SECTION = "Model quality: airline test split and out-of-domain"
+# Out-of-domain data specs and their column prefixes (movie reviews: training/ood.py).
+OOD_DATA = {"movie-sentences": "movies", "rotten-tomatoes": "rt"}
+# The reference design's figures (Sentiment140 test set; latency in REFERENCE_MS):
+# its name for the family, accuracy, negative recall.
+REFERENCE_QUALITY = {
+    "tfidf": ("TF-IDF + LR", 0.77, 0.73),
+    "gru": ("BiGRU + GloVe", 0.86, 0.84),
+    "transformer": ("fine-tuned BERT", 0.91, 0.90),
+}
+
+
+def quality_row(family: str, model: str, scheme: str, run_metrics: dict[str, float], ood: dict[str, dict[str, float]]) -> dict:
+    """One family's row: the airline test figures its training run logged ("-" when it
+    logged none) beside its figures on each out-of-domain set."""
+    row: dict = {
+        "family": family, "model": model, "scheme": scheme, "test_data": "airline",
+        "test_acc": run_metrics.get("test_accuracy", "-"),
+        "test_neg_recall": run_metrics.get("test_recall_negative", "-"),
+        "test_neg_f1": run_metrics.get("test_f1_negative", "-"),
+    }
+    for name, prefix in OOD_DATA.items():
+        row |= {f"{prefix}_acc": ood[name]["accuracy"], f"{prefix}_neg_recall": ood[name]["recall_negative"], f"{prefix}_neg_f1": ood[name]["f1_negative"]}
+    return row | {"p50_ms": run_metrics.get("latency_p50_ms", "-")}
+
+
+def reference_row(family: str) -> dict:
+    """The reference design's figures for ``family`` in the same columns; it published no
+    F1 and no out-of-domain figures."""
+    name, accuracy, recall = REFERENCE_QUALITY[family]
+    row = {"family": family, "model": f"reference design: {name}", "scheme": "-", "test_data": "Sentiment140",
+           "test_acc": accuracy, "test_neg_recall": recall, "test_neg_f1": "-"}
+    row |= {f"{prefix}_{key}": "-" for prefix in OOD_DATA.values() for key in ("acc", "neg_recall", "neg_f1")}
+    return row | {"p50_ms": REFERENCE_MS[family]}
+
+
+def model_quality(settings: Settings, models: dict[str, str], report: Report, say: Say) -> None:
+    """In process, no services: each model at its own threshold and scheme on the
+    out-of-domain sets, beside the test figures logged by its training run."""
+    from training import registry_ops, tracking
+    from training.data import load_data, to_binary
+    from training.evaluate import dataset_quality
+
+    # Loaded before any model, so missing data fails at once with the fetch command.
+    data = {name: load_data(name, settings.home) for name in OOD_DATA}
+    runs = {s.version: s.metrics for s in registry_ops.summaries(tracking.open_store(settings), settings.model_name)}
+    # Each family's row right above the reference design's row for it.
+    for family in REFERENCE_QUALITY:
+        if family in models:
+            say(f"model quality: {family} ...")
+            scorer = load_scorer(models[family], tracking_uri=settings.tracking_uri, cache_dir=settings.home / "model-cache")
+            ood = {name: dataset_quality(scorer, to_binary(frame, scorer.info.scheme)) for name, frame in data.items()}
+            report.add(QUALITY_SECTION, quality_row(family, scorer.info.display, scorer.info.scheme, runs.get(scorer.info.version, {}), ood), say)
+        report.add(QUALITY_SECTION, reference_row(family), say)
+    sizes = ", ".join(f"{prefix} = {name} (n={len(data[name]):,})" for name, prefix in OOD_DATA.items())
+    report.notes.append(
+        f"Model quality: test_* are the airline test split's figures logged by each version's training run; {sizes}, "
+        "movie reviews scored at each model's own threshold, positive = not negative. The reference design's rows are "
+        "its Sentiment140 figures (p50 on CPU), another test set. Quality alone: `badbuzz bench-quality`."
+    )
+
+
+def select_models(settings: Settings, families: Sequence[str] | None) -> dict[str, str]:
+    """The newest registered version of each family asked for (every family by default)."""
+    models = registered_models(settings)
+    missing = [f for f in families or () if f not in models]
+    if missing:
+        raise ValueError(f"no registered model of family {', '.join(missing)}: train it first (badbuzz train --family ...)")
+    if families:
+        models = {f: models[f] for f in families}
+    if not models:
+        raise ValueError("no registered models: run `badbuzz train --family tfidf` first")
+    return models
+
+
+def run_quality(settings: Settings, *, families: Sequence[str] | None, out_dir: Path, say: Say = print) -> Report:
+    """The model-quality section alone; written to OUT/quality.md and quality.json."""
+    models = select_models(settings, families)
+    report = Report()
+    model_quality(settings, models, report, say)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "quality.md").write_text(report.markdown())
+    (out_dir / "quality.json").write_text(json.dumps({"sections": report.sections, "notes": report.notes}, indent=2))
+    say(f"wrote {out_dir / 'quality.md'} and {out_dir / 'quality.json'}")
+    return report
+
+
+async def run_bench(
+    settings: Settings, *, families: Sequence[str] | None, quick: bool, out_dir: Path, say: Say = print, profile: bool = False
+) -> Report:
     report = Report()
     log_dir = settings.home / "bench-logs"
     scale = 0.25 if quick else 1.0
@@ -458,6 +581,9 @@ async def run_bench(settings: Settings, *, families: Sequence[str] | None, quick
     if not models:
         raise ValueError("no registered models: run `badbuzz train --family tfidf` first")
     say(f"models: {', '.join(f'{f} = {u}' for f, u in models.items())}")
+
+    say("model quality (in process) ...")
+    model_quality(settings, models, report, say)
 
     say("Kafka ceiling ...")
     await kafka_ceiling(settings, int(50_000 * scale), report, say)
@@ -473,7 +599,10 @@ async def run_bench(settings: Settings, *, families: Sequence[str] | None, quick
     for family, uri in models.items():
         n = int(sizes.get(family, 5_000) * scale)
         say(f"end to end, 1 worker: {family} ({n} posts) ...")
-        row = await end_to_end(settings, uri, n, workers=1, partitions=4, log_dir=log_dir)
+        samples = log_dir / f"profile-{family}.txt" if profile else None
+        row = await end_to_end(settings, uri, n, workers=1, partitions=4, log_dir=log_dir, profile_to=samples)
+        if samples is not None:
+            report_profile(family, samples, report, say)
         report.add("End to end, sustained (tweets.raw -> counted in Redis)", {"family": family, "workers": 1, **row}, say)
     if "tfidf" in models:
         n = int(20_000 * scale)

