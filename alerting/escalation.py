@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 from alerting.alert import Alert, iso
 from alerting.drivers import over_represented
@@ -92,11 +92,17 @@ class Escalator:
         at_ms = self.event_clock.at(await self.counters.watermark_ms(), now_ms)
         return await self.evaluate(minute_of(at_ms)) if at_ms else []
 
-    async def evaluate(self, end_minute: int) -> list[Alert]:
+    async def evaluate(self, end_minute: int, touched: Collection[str] | None = None) -> list[Alert]:
+        """Decide on every scope's windows at ``end_minute``. ``touched``: the scopes a
+        batch just counted posts in. While the minute stays the same, nothing else can
+        have changed for the other scopes, so only these are read and decided (with
+        fifty watch terms, reading every scope after every batch halved throughput)."""
+        moved = end_minute > self._last_minute
         end_minute = max(end_minute, self._last_minute)
         self._last_minute = end_minute
-        observations = await self.observe(end_minute)
-        keys = [(signal, scope) for scope in self.scopes for signal in WINDOW_SIGNALS]
+        scopes = self.scopes if touched is None or moved else [s for s in self.scopes if s in touched]
+        observations = await self.observe(end_minute, scopes)
+        keys = [(signal, scope) for scope in scopes for signal in WINDOW_SIGNALS]
         current = await self.incidents.get_many(keys)
         alerts = []
         for signal, scope in keys:
@@ -109,13 +115,16 @@ class Escalator:
                 alerts.append(alert)
         return alerts
 
-    async def observe(self, end_minute: int) -> dict[str, Observation]:
+    async def observe(self, end_minute: int, scopes: Sequence[str] | None = None) -> dict[str, Observation]:
+        """Observations of ``scopes`` (default: all); baselines, when the long window has
+        moved, are recomputed for all scopes at once."""
         cfg = self.cfg
+        scopes = self.scopes if scopes is None else list(scopes)
         start = long_window_start(end_minute, cfg)
         reads = reads_for(end_minute, cfg)
         if self._baselines is not None and self._baselines[0] == start:
             baselines = self._baselines[1]
-            minutes = await self.counters.snapshot(self.scopes, range(start, end_minute + 1), [])
+            minutes = await self.counters.snapshot(scopes, range(start, end_minute + 1), [])
         else:
             # Complete hours change little: read them once per clock hour.
             if self._hours is None or self._hours[0] != reads.hour:
@@ -128,7 +137,7 @@ class Escalator:
                 for scope in self.scopes
             }
             self._baselines = (start, baselines)
-        return {scope: observe(end_minute, minutes[scope][0], baselines[scope], cfg) for scope in self.scopes}
+        return {scope: observe(end_minute, minutes[scope][0], baselines[scope], cfg) for scope in scopes}
 
     async def _announce(self, current: Incident | None, signal: Signal, scope: str, decision: Decision, obs: Observation) -> Alert | None:
         new = next_incident(current, signal, scope, decision, obs.minute)

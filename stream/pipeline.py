@@ -106,6 +106,7 @@ class Pipeline:
 
     async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
         result = BatchResult(received=len(messages))
+        touched: set[str] = set()
         tweets = await self._accept(messages, result)
         if tweets:
             clean = [preprocess(t.text) for t in tweets]
@@ -124,6 +125,7 @@ class Pipeline:
                 for tweet, text, score in zip(tweets, clean, scores)
             ]
             result.counted = await self.counters.count(posts, model_version=scorer.info.version or scorer.info.uri)
+            touched.update(scope for post in posts for scope in post.scopes)
             if self.observers:
                 batch = ScoredBatch([t.id for t in tweets], clean, scores, scorer.info, result.scoring_s)
                 for observe in self.observers:
@@ -136,7 +138,7 @@ class Pipeline:
             result.duplicates = len(posts) - result.counted
             self._watermark_ms = max(self._watermark_ms, max(t.event_ms for t in tweets))
         if result.counted:
-            result.alerts = await self.escalator.evaluate(minute_of(self._watermark_ms))
+            result.alerts = await self.escalator.evaluate(minute_of(self._watermark_ms), touched)
         return result
 
     async def _score(self, scorer: Scorer, clean: list[str]) -> tuple[Sequence[float], float]:

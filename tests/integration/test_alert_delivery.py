@@ -437,3 +437,54 @@ async def _until(predicate, *, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         await asyncio.sleep(0.02)
+
+
+async def test_within_a_minute_only_the_scopes_a_batch_touched_are_read_again(redis, prefix):
+    cfg = RuleConfig(prior=0.5)
+    minute = int(time.time() // 60) - 1
+    counters = Counters(redis, prefix=prefix, ttl_s=600)
+    read: list[list[str]] = []
+    snapshot = counters.snapshot
+
+    async def recording_snapshot(scopes, minutes, hours):
+        read.append(list(scopes))
+        return await snapshot(scopes, minutes, hours)
+
+    counters.snapshot = recording_snapshot
+    store = IncidentStore(redis, prefix=prefix, ttl_s=600, outbox=Outbox(redis, prefix=prefix, sinks=["console"], cfg=FAST))
+    escalator = Escalator(counters, store, cfg, ["term:bag", "term:seat"], lambda: MODEL)
+    calm = [ScoredPost(f"c{i}", minute * 60_000 + i, 0.2, False, ["all"], ()) for i in range(120)]
+    await counters.count(calm)
+    assert await escalator.evaluate(minute) == []
+    assert all(scopes == ["all", "term:bag", "term:seat"] for scopes in read)
+
+    read.clear()
+    burst = [ScoredPost(f"b{i}", minute * 60_000 + i, 0.9, True, ["all", "term:bag"], ["bag"]) for i in range(120)]
+    await counters.count(burst)
+    announced = await escalator.evaluate(minute, {"all", "term:bag"})
+    assert read == [["all", "term:bag"]]
+    assert ("opened", "term:bag") in {(a.action, a.scope) for a in announced}
+
+    read.clear()
+    await escalator.evaluate(minute + 1, {"all"})
+    assert read and read[-1] == ["all", "term:bag", "term:seat"]
+
+
+async def test_alert_examples_are_the_most_negative_posts_with_ties_broken_as_redis_does(redis, prefix):
+    import random
+
+    rng = random.Random(5)
+    minute = int(time.time() // 60) - 1
+    counters = Counters(redis, prefix=prefix, ttl_s=600, examples_per_minute=5)
+    everything = []
+    for batch in range(4):
+        # Few distinct scores: ties across and within batches, at the boundary too.
+        posts = [
+            ScoredPost(f"p{batch}-{i:02d}", minute * 60_000, rng.choice([0.6, 0.8, 0.9, 0.95]), True, ["all"], ())
+            for i in range(rng.randint(1, 40))
+        ]
+        await counters.count(posts)
+        everything += posts
+        kept = sorted(everything, key=lambda p: (p.score, p.id), reverse=True)[:5]
+        expected = [p.id for p in sorted(kept, key=lambda p: (-p.score, p.id))]
+        assert await counters.examples("all", range(minute, minute + 1), 5) == expected

@@ -38,7 +38,7 @@ class RecordingCounters:
 
 
 class NoEscalation:
-    async def evaluate(self, minute):
+    async def evaluate(self, minute, touched=None):
         return []
 
 
