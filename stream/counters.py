@@ -68,7 +68,7 @@ while i <= n do
           local xkey = prefix .. ':x:' .. ARGV[s] .. ':' .. minute
           local xs = examples_of[xkey]
           if not xs then xs = {}; examples_of[xkey] = xs end
-          xs[#xs + 1] = {score, ARGV[i]}
+          xs[#xs + 1] = {tonumber(score), score, ARGV[i]}
         end
         if nterms > 0 then
           local tkey = prefix .. ':t:' .. ARGV[s] .. ':' .. minute
@@ -95,7 +95,13 @@ for _, key in ipairs(bucket_keys) do
   if minute_total == b.n then redis.call('HINCRBY', b.hour, 'm', 1) end
 end
 for xkey, xs in pairs(examples_of) do
-  for _, x in ipairs(xs) do redis.call('ZADD', xkey, x[1], x[2]) end
+  -- Only the batch's best can survive the trim: add the top ones by score, with every
+  -- post tied with the last of them (Redis breaks ties by member, so it decides those).
+  table.sort(xs, function(a, b) return a[1] > b[1] end)
+  for r, x in ipairs(xs) do
+    if r > examples and x[1] < xs[examples][1] then break end
+    redis.call('ZADD', xkey, x[2], x[3])
+  end
   redis.call('ZREMRANGEBYRANK', xkey, 0, -(examples + 1))
   redis.call('EXPIRE', xkey, ttl)
 end
