@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from badbuzz.settings import Settings
+from stream.heap import freeze_long_lived_objects
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, RawMessage
 from stream.terms import ScopeMatcher
@@ -70,6 +71,7 @@ def register(app: faust.App, settings: Settings, raw: faust.TopicT, build_pipeli
     async def score_and_count(stream):
         pipeline = build_pipeline()
         await pipeline.start()
+        freeze_long_lived_objects()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             messages = [to_raw_message(e) for e in events]
             started = time.perf_counter()

@@ -12,6 +12,7 @@ from alerting.runtime import AlertingRuntime
 from badbuzz.settings import Settings
 from models.scorer import Scorer
 from stream.drift_monitor import DriftMonitor, DriftStore, DriftThresholds
+from stream.heap import freeze_long_lived_objects
 from stream.metrics import Metrics
 from stream.model_watch import ActiveModel, ModelWatcher
 from stream.pipeline import BatchObserver
@@ -40,6 +41,7 @@ def register(app: faust.App, settings: Settings, active: ActiveModel, metrics: M
 
     def swapped(old: Scorer, new: Scorer) -> None:
         metrics.set_model(new.info)
+        freeze_long_lived_objects()
         log.info("model swap: now serving %s (was %s)", new.info.display, old.info.display)
 
     active.on_swap(swapped)
