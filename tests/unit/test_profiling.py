@@ -37,3 +37,19 @@ def test_samples_are_split_by_stage_and_idle_waiting_is_set_apart():
 
 def test_no_samples_no_rows():
     assert summarise("") == ([], [])
+
+
+def test_report_notes_each_fact_once_and_carries_no_machine_paths(tmp_path, monkeypatch):
+    from badbuzz.bench import Report, report_profile
+
+    monkeypatch.chdir(tmp_path)
+    logs = tmp_path / "var" / "bench-logs"
+    logs.mkdir(parents=True)
+    report = Report()
+    for family in ("gru", "tfidf"):
+        (logs / f"profile-{family}.txt").write_text(STACKS)
+        report_profile(family, logs / f"profile-{family}.txt", report, say=lambda _: None)
+    notes = report.markdown().split("## Notes", 1)[1]
+    assert notes.count("Profiles: py-spy") == 1
+    assert "raw collapsed stacks in var/bench-logs." in notes
+    assert str(tmp_path) not in report.markdown()
