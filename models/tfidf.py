@@ -1,20 +1,23 @@
 """TF-IDF + logistic regression: a scikit-learn pipeline over preprocessed text.
 
-Serving computes the pipeline's features itself where that is much cheaper and exactly
-the same: a profile of the worker showed scikit-learn's character n-gram counting (a
-Python loop over ~400 n-grams per post) as the largest cost of the whole stream. Those
-n-grams never cross a word boundary (``char_wb``), so a post's counts are the sum of its
+Serving computes the pipeline's score itself, with the same arithmetic in the same order,
+so the result is bit-for-bit what ``predict_proba`` returns. Two profiles drove this:
+in the stream, scikit-learn's character n-gram counting (a Python loop over ~400 n-grams
+per post) was the largest cost of the whole worker; for a single post, scikit-learn's
+input validation around five calls took most of a millisecond. Character n-grams of a
+``char_wb`` vectorizer never cross a word boundary, so a post's counts are the sum of its
 words' counts, and words repeat: each word's vocabulary indices are computed once, with
 scikit-learn's own n-gram function, and cached."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import joblib
 import numpy as np
-import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
 from models.preprocess import preprocess
@@ -26,13 +29,43 @@ PIPELINE_FILE = "pipeline.joblib"
 # which costs a little speed and never correctness.
 WORD_CACHE_LIMIT = 100_000
 
+_EMPTY = np.zeros(0, dtype=np.int64)
 
-class CharWordCounts:
-    """``CountVectorizer.transform`` of a fitted ``char_wb`` vectorizer, from per-word
-    cached vocabulary indices; followed by the vectorizer's own TF-IDF weighting."""
+# (row of each occurrence, vocabulary column of each occurrence), repeats included.
+Occurrences = tuple[np.ndarray, np.ndarray]
+
+
+def _occurrences(columns: list[np.ndarray], owners: list[int]) -> Occurrences:
+    if not columns:
+        return _EMPTY, _EMPTY
+    lengths = np.fromiter(map(len, columns), dtype=np.int64, count=len(columns))
+    return np.repeat(np.asarray(owners, dtype=np.int64), lengths), np.concatenate(columns).astype(np.int64, copy=False)
+
+
+class AnalyzerCounts:
+    """A fitted vectorizer's vocabulary occurrences, found with its own analyzer exactly as
+    ``CountVectorizer.transform`` finds them."""
 
     def __init__(self, vectorizer: TfidfVectorizer):
-        self.vectorizer = vectorizer
+        self._analyze = vectorizer.build_analyzer()
+        self._vocabulary = vectorizer.vocabulary_
+
+    def occurrences(self, texts: Sequence[str]) -> Occurrences:
+        lookup, analyze = self._vocabulary.get, self._analyze
+        columns: list[int] = []
+        lengths: list[int] = []
+        for text in texts:
+            found = [i for i in map(lookup, analyze(text)) if i is not None]
+            columns += found
+            lengths.append(len(found))
+        return np.repeat(np.arange(len(texts), dtype=np.int64), lengths), np.asarray(columns, dtype=np.int64)
+
+
+class CharWordCounts:
+    """The same for a ``char_wb`` vectorizer over text taken as it is, from per-word cached
+    vocabulary indices."""
+
+    def __init__(self, vectorizer: TfidfVectorizer):
         self._ngrams = vectorizer._char_wb_ngrams
         self._vocabulary = vectorizer.vocabulary_
         self._words: dict[str, np.ndarray] = {}
@@ -41,11 +74,11 @@ class CharWordCounts:
         if len(self._words) >= WORD_CACHE_LIMIT:
             self._words.clear()
         vocabulary = self._vocabulary
-        found = np.fromiter((vocabulary[g] for g in self._ngrams(word) if g in vocabulary), dtype=np.int32)
+        found = np.fromiter((vocabulary[g] for g in self._ngrams(word) if g in vocabulary), dtype=np.int64)
         self._words[word] = found
         return found
 
-    def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+    def occurrences(self, texts: Sequence[str]) -> Occurrences:
         cached, miss = self._words.get, self._indices
         columns: list[np.ndarray] = []
         owners: list[int] = []
@@ -54,57 +87,104 @@ class CharWordCounts:
                 indices = cached(word)
                 columns.append(miss(word) if indices is None else indices)
                 owners.append(row)
-        cols = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int32)
-        rows = np.repeat(np.asarray(owners, dtype=np.int64), np.fromiter(map(len, columns), dtype=np.int64, count=len(columns)))
-        # Summing repeated (row, column) pairs by sorting row-major keys once: the per-post
-        # n-gram counts with sorted indices, as scikit-learn leaves them (and about four
-        # times cheaper than scipy's COO-to-CSR conversion).
-        width = len(self._vocabulary)
-        keys, counts = np.unique(rows * width + cols, return_counts=True)
-        indptr = np.searchsorted(keys, np.arange(len(texts) + 1, dtype=np.int64) * width)
-        return sp.csr_matrix(
-            (counts.astype(self.vectorizer.dtype), (keys % width).astype(np.int32), indptr), shape=(len(texts), width)
+        return _occurrences(columns, owners)
+
+    @staticmethod
+    def applies_to(vectorizer: TfidfVectorizer) -> bool:
+        """Character n-grams within words of text taken as it is (what training fits)."""
+        return (
+            vectorizer.analyzer == "char_wb"
+            and vectorizer.input == "content"
+            and not vectorizer.lowercase
+            and vectorizer.strip_accents is None
+            and vectorizer.preprocessor is None
         )
 
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        return self.vectorizer._tfidf.transform(self.counts(texts), copy=False)
+
+class TfidfPart:
+    """One vectorizer of the union: ``TfidfVectorizer.transform`` as (row, column, value)
+    triples sorted by row then column, in the vectorizer's dtype, step by step as
+    scikit-learn computes them (sublinear tf, idf, then l2 row norms summed in double)."""
+
+    def __init__(self, vectorizer: TfidfVectorizer, offset: int):
+        self.counts = CharWordCounts(vectorizer) if CharWordCounts.applies_to(vectorizer) else AnalyzerCounts(vectorizer)
+        self.offset = offset
+        self.width = len(vectorizer.vocabulary_)
+        self.dtype = vectorizer.dtype
+        self.binary = vectorizer.binary
+        self.sublinear = vectorizer.sublinear_tf
+        self.idf = vectorizer.idf_ if vectorizer.use_idf else None
+        self.normalise = vectorizer.norm == "l2"
+
+    @staticmethod
+    def applies_to(vectorizer: object) -> bool:
+        return isinstance(vectorizer, TfidfVectorizer) and vectorizer.norm in ("l2", None)
+
+    def features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows, cols = self.counts.occurrences(texts)
+        keys, counts = np.unique(rows * self.width + cols, return_counts=True)
+        rows, cols = keys // self.width, keys % self.width
+        data = np.ones(len(keys), dtype=self.dtype) if self.binary else counts.astype(self.dtype)
+        if self.sublinear:
+            np.log(data, data)
+            data += 1.0
+        if self.idf is not None:
+            data *= self.idf[cols]
+        if self.normalise:
+            squares = (data * data).astype(np.float64)
+            norms = np.sqrt(np.bincount(rows, weights=squares, minlength=len(texts)))
+            norms[norms == 0.0] = 1.0
+            data = (data / norms[rows]).astype(self.dtype)
+        return rows, cols + self.offset, data
 
 
-def _word_separable(vectorizer: TfidfVectorizer) -> bool:
-    """Character n-grams within words of text taken as it is (what training fits)."""
-    return (
-        vectorizer.analyzer == "char_wb"
-        and vectorizer.input == "content"
-        and not vectorizer.lowercase
-        and vectorizer.strip_accents is None
-        and vectorizer.preprocessor is None
-    )
+class LinearScore:
+    """P(label 1) of a binary logistic regression over a union of TF-IDF vectorizers:
+    the decision function accumulated per row in the order scipy's sparse product uses
+    (columns ascending, parts in union order), then the logistic function."""
+
+    def __init__(self, parts: list[TfidfPart], classifier: LogisticRegression):
+        self.parts = parts
+        self.coef = classifier.coef_.ravel().astype(np.float64)
+        self.intercept = float(classifier.intercept_[0])
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        pieces = [part.features(texts) for part in self.parts]
+        rows = np.concatenate([p[0] for p in pieces])
+        order = np.argsort(rows, kind="stable")
+        cols = np.concatenate([p[1] for p in pieces])[order]
+        data = np.concatenate([p[2].astype(np.float64) for p in pieces])[order]
+        decision = np.bincount(rows[order], weights=data * self.coef[cols], minlength=len(texts)) + self.intercept
+        return expit(decision)
 
 
-def _fast_features(pipeline) -> list | None:
-    """Per-part transforms of the pipeline's feature union, or None when the pipeline is
-    not the union of plain TF-IDF vectorizers this module knows how to reproduce."""
+def fast_score(pipeline) -> Callable[[Sequence[str]], np.ndarray] | None:
+    """P(label 1) computed without scikit-learn, or None when the pipeline is not a union
+    of TF-IDF vectorizers under a binary logistic regression that this module reproduces."""
     if len(pipeline.steps) != 2 or not isinstance(pipeline.steps[0][1], FeatureUnion):
         return None
-    union = pipeline.steps[0][1]
-    if union.transformer_weights:
+    union, classifier = pipeline.steps[0][1], pipeline.steps[1][1]
+    if union.transformer_weights or not isinstance(classifier, LogisticRegression) or len(classifier.classes_) != 2:
         return None
-    parts = []
-    for _, part in union.transformer_list:
-        if not isinstance(part, TfidfVectorizer):
-            return None
-        parts.append(CharWordCounts(part).transform if _word_separable(part) else part.transform)
-    return parts
+    vectorizers = [part for _, part in union.transformer_list if part not in ("drop", "passthrough")]
+    if len(vectorizers) != len(union.transformer_list) or not all(TfidfPart.applies_to(v) for v in vectorizers):
+        return None
+    parts, offset = [], 0
+    for vectorizer in vectorizers:
+        parts.append(TfidfPart(vectorizer, offset))
+        offset += parts[-1].width
+    if offset != classifier.coef_.shape[1]:
+        return None
+    return LinearScore(parts, classifier)
 
 
 class TfidfScorer:
     def __init__(self, pipeline, info: ModelInfo):
         self.pipeline = pipeline
         self.info = info
-        self.classifier = pipeline.steps[-1][1]
         # predict_proba's columns follow classes_; label 1 means negative.
         self._neg_col = list(pipeline.classes_).index(1)
-        self._features = _fast_features(pipeline)
+        self._fast = fast_score(pipeline)
 
     def score_batch(self, texts: Sequence[str]) -> np.ndarray:
         return self.score_clean([preprocess(t) for t in texts])
@@ -112,12 +192,11 @@ class TfidfScorer:
     def score_clean(self, clean_texts: Sequence[str]) -> np.ndarray:
         if not clean_texts:
             return np.zeros(0, dtype=np.float64)
-        if self._features is None:
-            probabilities = self.pipeline.predict_proba(clean_texts)
-        else:
-            features = sp.hstack([transform(clean_texts) for transform in self._features], format="csr")
-            probabilities = self.classifier.predict_proba(features)
-        return probabilities[:, self._neg_col].astype(np.float64)
+        if self._fast is None:
+            return self.pipeline.predict_proba(clean_texts)[:, self._neg_col].astype(np.float64)
+        positive = self._fast(clean_texts)
+        # predict_proba's first column is 1 - P(classes_[1]), computed the same way.
+        return positive if self._neg_col == 1 else 1 - positive
 
 
 @register_family("tfidf")

@@ -1,4 +1,4 @@
-"""The serving fast path of the TF-IDF family computes exactly what scikit-learn would."""
+"""The serving path of the TF-IDF family computes exactly what scikit-learn would, bit for bit."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,7 +36,8 @@ def test_fast_features_score_exactly_like_the_pipeline(fitted):
     # Twice: the second pass reads every word from the cache.
     for _ in range(2):
         assert np.array_equal(scorer.score_clean(clean), _reference(pipeline, clean))
-    assert np.array_equal(scorer.score_clean(clean[:1]), _reference(pipeline, clean[:1]))
+    for text in clean[:50] + odd:
+        assert np.array_equal(scorer.score_clean([text]), _reference(pipeline, [text]))
 
 
 def test_a_full_word_cache_starts_over_without_changing_scores(fitted, monkeypatch):
@@ -45,24 +46,60 @@ def test_a_full_word_cache_starts_over_without_changing_scores(fitted, monkeypat
     scorer = serving.TfidfScorer(pipeline, INFO)
     clean = [preprocess(t) for t in others[:300]]
     assert np.array_equal(scorer.score_clean(clean), _reference(pipeline, clean))
-    [char_part] = _cached_parts(scorer)
-    assert 0 < len(char_part.__self__._words) <= 50
+    [char_counts] = _cached_parts(scorer)
+    assert 0 < len(char_counts._words) <= 50
 
 
 def _cached_parts(scorer) -> list:
-    return [p for p in scorer._features or () if isinstance(getattr(p, "__self__", None), serving.CharWordCounts)]
+    parts = scorer._fast.parts if scorer._fast is not None else []
+    return [p.counts for p in parts if isinstance(p.counts, serving.CharWordCounts)]
 
 
-def test_features_it_cannot_reproduce_come_from_scikit_learn_itself():
-    texts = ["Bad Bad flight", "good crew", "AWFUL delay", "lovely seat"]
-    lowercasing = Pipeline([
-        ("features", FeatureUnion([("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), lowercase=True))])),
+TEXTS = ["Bad Bad flight", "good crew", "AWFUL delay", "lovely seat", "bad seat, bad crew", "good good flight"]
+LABELS = [1, 0, 1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("options", [
+    {"analyzer": "char_wb", "ngram_range": (2, 4), "lowercase": True},
+    {"analyzer": "char", "ngram_range": (1, 3)},
+    {"analyzer": "word", "binary": True},
+    {"analyzer": "word", "use_idf": False, "sublinear_tf": True},
+    {"analyzer": "word", "norm": None, "dtype": np.float64},
+])
+def test_other_vectorizer_settings_score_exactly_like_the_pipeline(options):
+    pipeline = Pipeline([
+        ("features", FeatureUnion([("one", TfidfVectorizer(**options)), ("two", TfidfVectorizer(analyzer="char_wb"))])),
+        ("classifier", LogisticRegression()),
+    ]).fit(TEXTS, LABELS)
+    scorer = serving.TfidfScorer(pipeline, INFO)
+    assert scorer._fast is not None
+    probe = TEXTS + ["Bad CREW", "", "unseen words only"]
+    assert np.array_equal(scorer.score_clean(probe), _reference(pipeline, probe))
+
+
+def test_negative_as_the_first_class_is_read_from_the_other_column():
+    pipeline = Pipeline([
+        ("features", FeatureUnion([("word", TfidfVectorizer())])),
+        ("classifier", LogisticRegression()),
+    ]).fit(TEXTS, [1 if y else 2 for y in LABELS])
+    scorer = serving.TfidfScorer(pipeline, INFO)
+    assert scorer._fast is not None
+    assert np.array_equal(scorer.score_clean(TEXTS), _reference(pipeline, TEXTS))
+    assert scorer.score_clean(["Bad Bad flight"])[0] > 0.5
+
+
+def test_pipelines_it_cannot_reproduce_are_scored_by_scikit_learn_itself():
+    from sklearn.naive_bayes import MultinomialNB
+
+    plain = Pipeline([("features", TfidfVectorizer(analyzer="char_wb")), ("classifier", LogisticRegression())])
+    l1 = Pipeline([("features", FeatureUnion([("word", TfidfVectorizer(norm="l1"))])), ("classifier", LogisticRegression())])
+    weighted = Pipeline([
+        ("features", FeatureUnion([("word", TfidfVectorizer())], transformer_weights={"word": 2.0})),
         ("classifier", LogisticRegression()),
     ])
-    texts = ["Bad Bad flight", "good crew", "AWFUL delay", "lovely seat"]
-    plain = Pipeline([("features", TfidfVectorizer(analyzer="char_wb")), ("classifier", LogisticRegression())])
-    for pipeline in (lowercasing, plain):
-        pipeline.fit(texts, [1, 0, 1, 0])
+    other_model = Pipeline([("features", FeatureUnion([("word", TfidfVectorizer())])), ("classifier", MultinomialNB())])
+    for pipeline in (plain, l1, weighted, other_model):
+        pipeline.fit(TEXTS, LABELS)
         scorer = serving.TfidfScorer(pipeline, INFO)
-        assert _cached_parts(scorer) == []
-        assert np.array_equal(scorer.score_clean(texts + ["Bad CREW"]), _reference(pipeline, texts + ["Bad CREW"]))
+        assert scorer._fast is None
+        assert np.array_equal(scorer.score_clean(TEXTS + ["Bad CREW"]), _reference(pipeline, TEXTS + ["Bad CREW"]))
