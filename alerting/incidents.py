@@ -12,7 +12,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Callable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -105,12 +105,18 @@ def next_incident(current: Incident | None, signal: Signal, scope: str, decision
 
 
 class IncidentStore:
-    def __init__(self, redis: aioredis.Redis, *, prefix: str, ttl_s: int, outbox: Outbox | None = None):
-        """Without an outbox the store only reads (dashboards, metrics)."""
+    def __init__(
+        self, redis: aioredis.Redis, *, prefix: str, ttl_s: int, outbox: Outbox | None = None,
+        on_announced: Callable[[Alert], None] | None = None,
+    ):
+        """Without an outbox the store only reads (dashboards, metrics). Every change is
+        announced here, whichever path decided it (after a batch, on the timer, from
+        feedback or drift), so ``on_announced`` sees each alert this process queued once."""
         self.redis = redis
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.outbox = outbox
+        self.on_announced = on_announced
         self._transition = redis.register_script(_TRANSITION)
 
     def _key(self, signal: Signal, scope: str) -> str:
@@ -140,6 +146,8 @@ class IncidentStore:
         )
         if ok:
             self.outbox.notify()
+            if self.on_announced is not None:
+                self.on_announced(alert)
         return bool(ok)
 
 

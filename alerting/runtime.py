@@ -10,6 +10,7 @@ from typing import Awaitable, Callable, Sequence
 
 import redis.asyncio as aioredis
 
+from alerting.alert import Alert
 from alerting.delivery import Delivery
 from alerting.escalation import AlertContent, Escalator
 from alerting.feedback import FeedbackProcessor, FeedbackStore, ModelQualityMonitor, feedback_log
@@ -94,10 +95,14 @@ def build_sinks(settings: Settings, publish_alert: Publish, redis: aioredis.Redi
 
 
 class AlertingRuntime:
-    def __init__(self, settings: Settings, publish_alert: Publish, model_info: Callable[[], ModelInfo], *, scopes: Sequence[str] | None = None):
+    def __init__(
+        self, settings: Settings, publish_alert: Publish, model_info: Callable[[], ModelInfo], *,
+        scopes: Sequence[str] | None = None, on_announced: Callable[[Alert], None] | None = None,
+    ):
         self.settings = settings
         self.publish_alert = publish_alert
         self.model_info = model_info
+        self.on_announced = on_announced
         self.scopes = list(scopes) if scopes is not None else ScopeMatcher(settings.watch_terms).scopes
         self.cfg = rule_config(settings)
 
@@ -122,7 +127,9 @@ class AlertingRuntime:
 
     @cached_property
     def incidents(self) -> IncidentStore:
-        return IncidentStore(self.redis, prefix=self.settings.redis_prefix, ttl_s=self.settings.counter_ttl_s, outbox=self.outbox)
+        return IncidentStore(
+            self.redis, prefix=self.settings.redis_prefix, ttl_s=self.settings.counter_ttl_s, outbox=self.outbox, on_announced=self.on_announced,
+        )
 
     @cached_property
     def escalator(self) -> Escalator:

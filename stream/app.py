@@ -53,7 +53,7 @@ def create_app(settings: Settings, scorer: Scorer) -> faust.App:
     async def publish_alert(key: bytes, value: bytes) -> None:
         await (await alerts.send(key=key, value=value))
 
-    alerting = AlertingRuntime(settings, publish_alert, lambda: active.info, scopes=agents.scopes_for(settings))
+    alerting = AlertingRuntime(settings, publish_alert, lambda: active.info, scopes=agents.scopes_for(settings), on_announced=metrics.record_alert)
     observers = lifecycle.register(app, settings, active, metrics, alerting)
 
     def build_pipeline() -> Pipeline:

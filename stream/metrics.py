@@ -214,11 +214,10 @@ class Metrics:
                 self.ingest_latency.observe(max(0.0, (now_ms - message.timestamp_ms) / 1000))
             key = (message.topic, message.partition)
             self._next_offsets[key] = max(self._next_offsets.get(key, 0), message.offset + 1)
-        self.record_alerts(result.alerts)
 
-    def record_alerts(self, alerts: Sequence[Alert]) -> None:
-        for alert in alerts:
-            self.alerts.labels(alert.signal, alert.action, alert.severity).inc()
+    def record_alert(self, alert: Alert) -> None:
+        """Every alert this worker queued, whatever raised it (the incident store calls this)."""
+        self.alerts.labels(alert.signal, alert.action, alert.severity).inc()
 
     def next_offset(self, topic: str, partition: int) -> int | None:
         """The offset after the last one this worker processed in the partition, or None."""

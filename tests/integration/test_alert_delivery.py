@@ -249,10 +249,11 @@ async def test_two_workers_opening_the_same_incident_announce_it_once(redis, pre
     posts = [ScoredPost(f"p{i}", minute * 60_000 + i, 0.5 + i / 1000, True, ["all"], ["cancelled"]) for i in range(120)]
     await counters.count(posts, model_version="3")
     workers = []
-    for _ in range(2):
+    queued_here: list[list] = [[], []]
+    for hook in queued_here:
         client = aioredis.Redis.from_url(live_services[1])
         box = Outbox(client, prefix=prefix, sinks=["console", "kafka"], cfg=FAST)
-        store = IncidentStore(client, prefix=prefix, ttl_s=600, outbox=box)
+        store = IncidentStore(client, prefix=prefix, ttl_s=600, outbox=box, on_announced=hook.append)
         workers.append((client, Escalator(Counters(client, prefix=prefix, ttl_s=600), store, cfg, ["all"], lambda: MODEL)))
     try:
         results = await asyncio.gather(*(escalator.evaluate(minute) for _, escalator in workers))
@@ -263,6 +264,8 @@ async def test_two_workers_opening_the_same_incident_announce_it_once(redis, pre
     announced = [a for batch in results for a in batch]
     assert [(a.action, a.severity, a.scope, a.seq) for a in announced] == [("opened", "warning", "all", 1)]
     assert again == [[], []]
+    # Each process's metrics see only what it queued itself: one alert in all.
+    assert sorted(queued_here, key=len) == [[], announced]
     outbox = Outbox(redis, prefix=prefix, sinks=["console", "kafka"])
     assert await outbox.pending("console") == 1 and await outbox.pending("kafka") == 1
     stored = await outbox.load(announced[0].alert_id)
