@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/audit.sh
 started=0
 if ! .venv/bin/badbuzz services status >/dev/null 2>&1; then
   .venv/bin/badbuzz services up
