@@ -29,17 +29,8 @@ PIPELINE_FILE = "pipeline.joblib"
 # which costs a little speed and never correctness.
 WORD_CACHE_LIMIT = 100_000
 
-_EMPTY = np.zeros(0, dtype=np.int64)
-
 # (row of each occurrence, vocabulary column of each occurrence), repeats included.
 Occurrences = tuple[np.ndarray, np.ndarray]
-
-
-def _occurrences(columns: list[np.ndarray], owners: list[int]) -> Occurrences:
-    if not columns:
-        return _EMPTY, _EMPTY
-    lengths = np.fromiter(map(len, columns), dtype=np.int64, count=len(columns))
-    return np.repeat(np.asarray(owners, dtype=np.int64), lengths), np.concatenate(columns).astype(np.int64, copy=False)
 
 
 class AnalyzerCounts:
@@ -87,7 +78,10 @@ class CharWordCounts:
                 indices = cached(word)
                 columns.append(miss(word) if indices is None else indices)
                 owners.append(row)
-        return _occurrences(columns, owners)
+        if not columns:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        lengths = np.fromiter(map(len, columns), dtype=np.int64, count=len(columns))
+        return np.repeat(np.asarray(owners, dtype=np.int64), lengths), np.concatenate(columns)
 
     @staticmethod
     def applies_to(vectorizer: TfidfVectorizer) -> bool:
