@@ -10,8 +10,9 @@ words' counts, and words repeat: each word's vocabulary indices are computed onc
 scikit-learn's own n-gram function, and cached."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import joblib
 import numpy as np
@@ -39,10 +40,10 @@ class AnalyzerCounts:
 
     def __init__(self, vectorizer: TfidfVectorizer):
         self._analyze = vectorizer.build_analyzer()
-        self._vocabulary = vectorizer.vocabulary_
+        self.vocabulary = vectorizer.vocabulary_
 
     def occurrences(self, texts: Sequence[str]) -> Occurrences:
-        lookup, analyze = self._vocabulary.get, self._analyze
+        lookup, analyze = self.vocabulary.get, self._analyze
         columns: list[int] = []
         lengths: list[int] = []
         for text in texts:
@@ -68,6 +69,12 @@ class CharWordCounts:
         found = np.fromiter((vocabulary[g] for g in self._ngrams(word) if g in vocabulary), dtype=np.int64)
         self._words[word] = found
         return found
+
+    def warm(self, words: Iterable[str]) -> None:
+        """Look words up ahead of traffic, up to half the cache."""
+        for word in itertools.islice(words, WORD_CACHE_LIMIT // 2):
+            if word not in self._words:
+                self._indices(word)
 
     def occurrences(self, texts: Sequence[str]) -> Occurrences:
         cached, miss = self._words.get, self._indices
@@ -169,7 +176,18 @@ def fast_score(pipeline) -> Callable[[Sequence[str]], np.ndarray] | None:
         offset += parts[-1].width
     if offset != classifier.coef_.shape[1]:
         return None
+    _warm(parts)
     return LinearScore(parts, classifier)
+
+
+def _warm(parts: list[TfidfPart]) -> None:
+    """A worker that starts during a storm (a restart, a scale-out) should score at full
+    speed from its first batch: the words of the model's own word vocabulary, a few
+    thousand, get their character n-grams looked up at load, in tens of milliseconds."""
+    words = sorted({t for p in parts if isinstance(p.counts, AnalyzerCounts) for t in p.counts.vocabulary if " " not in t})
+    for part in parts:
+        if isinstance(part.counts, CharWordCounts):
+            part.counts.warm(words)
 
 
 class TfidfScorer:
