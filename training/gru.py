@@ -37,7 +37,10 @@ PARAMS: dict[str, object] = {
     "max_epochs": 8,
     "patience": 2,
     "early_stopping_fraction": 0.1,
-    "class_weight": "balanced",
+    # Unweighted: it beat class-balanced weights on validation accuracy, negative vs positive
+    # 0.930 against 0.920 (mean of five seeds), negative vs rest 0.842 against 0.836 (three),
+    # and its probabilities keep the training prior, which an estimated rate wants.
+    "class_weight": "none",
     "onnx_opset": 17,
 }
 # Placeholders get rows of their own whatever their counts: every post has handles.
