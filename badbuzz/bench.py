@@ -235,6 +235,7 @@ async def end_to_end(
             stop_sampling(sampler)
         for p in procs:
             stop_worker(p)
+        await _delete_prefix(redis, s.redis_prefix)
         await redis.aclose()
         await delete_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
 
@@ -290,6 +291,7 @@ async def latency_at_load(settings: Settings, model_uri: str, rate: float, secon
     finally:
         await producer.stop()
         stop_worker(worker)
+        await _delete_prefix(redis, s.redis_prefix)
         await redis.aclose()
         await delete_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
 
