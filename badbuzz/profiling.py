@@ -16,7 +16,7 @@ from pathlib import Path
 # the main thread has Faust's worker frames above it). Scoring runs in the executor
 # thread, whose stacks have no such frame.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("model scoring (executor thread)", ("score_clean",)),
+    ("model scoring (on the event loop or a thread)", ("score_clean",)),
     ("counting in Redis (request + reply)", ("Counters.count",)),
     ("escalation (window reads, rule)", ("Escalator.",)),
     ("decode, preprocess, scopes, terms", ("Pipeline.process", "Pipeline._accept", "to_raw_message")),

@@ -22,7 +22,7 @@ def test_samples_are_split_by_stage_and_idle_waiting_is_set_apart():
     by_stage, functions = summarise(STACKS)
     shares = {row["stage"]: row["share_of_samples"] for row in by_stage}
     assert shares == pytest.approx({
-        "model scoring (executor thread)": 30 / 200,
+        "model scoring (on the event loop or a thread)": 30 / 200,
         "counting in Redis (request + reply)": 10 / 200,
         "escalation (window reads, rule)": 4 / 200,
         "decode, preprocess, scopes, terms": 6 / 200,
