@@ -37,7 +37,9 @@ local hour_ttl = tonumber(ARGV[5])
 local examples = tonumber(ARGV[6])
 local i = 7
 local n = #ARGV
-local counted = 0
+-- Positions (0-based) of the posts counted for the first time, in argument order.
+local fresh = {}
+local position = 0
 local buckets, bucket_keys = {}, {}
 local terms, examples_of = {}, {}
 while i <= n do
@@ -50,7 +52,7 @@ while i <= n do
   local first_term = first_scope + nscopes + 1
   local prediction = score .. '|' .. ARGV[i + 3] .. '|' .. model
   if redis.call('SET', prefix .. ':seen:' .. ARGV[i], prediction, 'NX', 'EX', ttl) then
-    counted = counted + 1
+    fresh[#fresh + 1] = position
     local hour = math.floor(tonumber(minute) / 60)
     for s = first_scope, first_scope + nscopes - 1 do
       local key = prefix .. ':b:' .. ARGV[s] .. ':' .. minute
@@ -82,6 +84,7 @@ while i <= n do
     end
   end
   i = first_term + nterms
+  position = position + 1
 end
 for _, key in ipairs(bucket_keys) do
   local b = buckets[key]
@@ -110,10 +113,10 @@ for tkey, ts in pairs(terms) do
   redis.call('EXPIRE', tkey, ttl)
 end
 local wm_key = prefix .. ':wm'
-if counted > 0 and tonumber(ARGV[3]) > tonumber(redis.call('GET', wm_key) or '0') then
+if #fresh > 0 and tonumber(ARGV[3]) > tonumber(redis.call('GET', wm_key) or '0') then
   redis.call('SET', wm_key, ARGV[3])
 end
-return counted
+return fresh
 """
 
 
@@ -165,10 +168,14 @@ class Counters:
         self._count = redis.register_script(_COUNT_SCRIPT)
 
     async def count(self, posts: Sequence[ScoredPost], *, model_version: str = "") -> int:
-        """Count posts not seen before; return how many were new. ``model_version`` is
-        stored with each post's prediction."""
+        """Count posts not seen before; return how many were new."""
+        return len(await self.count_new(posts, model_version=model_version))
+
+    async def count_new(self, posts: Sequence[ScoredPost], *, model_version: str = "") -> list[int]:
+        """Count posts not seen before; return their positions in ``posts``, ascending.
+        ``model_version`` is stored with each post's prediction."""
         if not posts:
-            return 0
+            return []
         args: list[object] = [
             self.prefix, self.ttl_s, max(p.event_ms for p in posts), model_version, self.hour_ttl_s, self.examples_per_minute
         ]
@@ -177,7 +184,7 @@ class Counters:
             args += post.scopes
             args.append(len(post.terms))
             args += post.terms
-        return int(await self._count(args=args))
+        return [int(position) for position in await self._count(args=args)]
 
     async def watermark_ms(self) -> int:
         value = await self.redis.get(f"{self.prefix}:wm")

@@ -62,13 +62,16 @@ class BatchResult:
 
 @dataclass(frozen=True, slots=True)
 class ScoredBatch:
-    """What the model said about a counted batch, for observers that hand work off the
-    critical path (shadow scoring, drift): they must return at once."""
+    """What the model said about the posts of a batch counted for the first time, for
+    observers that hand work off the critical path (shadow scoring, drift): they must
+    return at once. A redelivered post is not in it again, so their statistics stay
+    once per post, as the counters do."""
 
     ids: list[str]
     clean: list[str]
     scores: Sequence[float]
     model: ModelInfo
+    # These posts' share of the batch's scoring seconds.
     scoring_s: float
 
 
@@ -124,10 +127,14 @@ class Pipeline:
                 )
                 for tweet, text, score in zip(tweets, clean, scores)
             ]
-            result.counted = await self.counters.count(posts, model_version=scorer.info.version or scorer.info.uri)
+            fresh = await self.counters.count_new(posts, model_version=scorer.info.version or scorer.info.uri)
+            result.counted = len(fresh)
             touched.update(scope for post in posts for scope in post.scopes)
-            if self.observers:
-                batch = ScoredBatch([t.id for t in tweets], clean, scores, scorer.info, result.scoring_s)
+            if self.observers and fresh:
+                batch = ScoredBatch(
+                    [tweets[i].id for i in fresh], [clean[i] for i in fresh], [scores[i] for i in fresh], scorer.info,
+                    result.scoring_s * len(fresh) / len(tweets),
+                )
                 for observe in self.observers:
                     # The batch is counted: a failing side job (shadow, drift) must not fail it.
                     try:

@@ -32,9 +32,9 @@ class RecordingCounters:
     async def watermark_ms(self):
         return 0
 
-    async def count(self, posts, *, model_version=""):
+    async def count_new(self, posts, *, model_version=""):
         self.calls.append(([p.id for p in posts], model_version))
-        return len(posts)
+        return list(range(len(posts)))
 
 
 class NoEscalation:
