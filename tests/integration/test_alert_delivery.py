@@ -11,8 +11,6 @@ import uuid
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
-
 from aiokafka import AIOKafkaConsumer
 
 from alerting.alert import Alert
@@ -31,45 +29,13 @@ from stream.counters import Counters, ScoredPost
 from stream.topics import ensure_topics
 from stream.windows import WindowStats
 from tests.conftest import running_worker, wait_for, worker_env_base
+from tests.loopback import Loopback
 
 pytestmark = pytest.mark.integration
 
 IKEY = "6f0e2c1a-1b2c-4d3e-8f90-123456789abc"
 MODEL = ModelInfo("tfidf", "negative_vs_rest", 0.5, "badbuzz-sentiment", "3", "models:/badbuzz-sentiment/3")
 FAST = OutboxConfig(retention_s=600, backoff_s=0.05, backoff_max_s=0.2, lease_s=5)
-
-
-class Loopback:
-    """An HTTP server on 127.0.0.1 that records every request and answers with
-    ``respond(request number)``: (status, JSON-able body or text)."""
-
-    def __init__(self, respond=None):
-        self.requests: list[dict] = []
-        self.respond = respond or (lambda n: (200, "ok"))
-
-    async def __aenter__(self) -> "Loopback":
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        status, answer = self.respond(len(self.requests))
-        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body, "status": status})
-        if isinstance(answer, str):
-            return web.Response(status=status, text=answer)
-        return web.json_response(answer, status=status)
-
-    def json(self, status: int = 200) -> list:
-        return [orjson.loads(r["body"]) for r in self.requests if r["status"] == status]
 
 
 def alert(action="opened", seq=1, severity="warning", incident="rate-all-20260101T1200-abcd1234", **kw) -> Alert:
