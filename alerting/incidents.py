@@ -9,6 +9,7 @@ its cool-down, so a re-trigger reopens the same incident id."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +20,8 @@ import redis.asyncio as aioredis
 from alerting.alert import Alert, iso
 from alerting.outbox import Outbox
 from alerting.rules import Action, Baseline, Decision, Episode, Severity, Signal, advance
+
+log = logging.getLogger(__name__)
 
 _TRANSITION = """
 local current = redis.call('GET', KEYS[1])
@@ -147,7 +150,12 @@ class IncidentStore:
         if ok:
             self.outbox.notify()
             if self.on_announced is not None:
-                self.on_announced(alert)
+                # Queued for good by now: a failing observer must not stop the caller
+                # from deciding the other scopes.
+                try:
+                    self.on_announced(alert)
+                except Exception:
+                    log.exception("observer of announced alert %s failed", alert.alert_id)
         return bool(ok)
 
 

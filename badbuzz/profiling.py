@@ -13,8 +13,8 @@ from pathlib import Path
 
 # A sample's stage is the first of these whose marker appears in the part of its stack
 # below the event loop's ``Handle._run`` (the callback the loop is running: every stack of
-# the main thread has Faust's worker frames above it). Scoring runs in the executor
-# thread, whose stacks have no such frame.
+# the main thread has Faust's worker frames above it). Scoring runs there too, or, for
+# slow batches, in the executor thread, whose stacks have no such frame.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model scoring (on the event loop or a thread)", ("score_clean",)),
     ("counting in Redis (request + reply)", ("Counters.count",)),

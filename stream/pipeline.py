@@ -54,7 +54,6 @@ class BatchResult:
     counted: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
-    alerts: list = field(default_factory=list)
     # Event times of the valid posts and the model's time, for the metrics.
     event_ms: list[int] = field(default_factory=list)
     scoring_s: float = 0.0
@@ -145,7 +144,8 @@ class Pipeline:
             result.duplicates = len(posts) - result.counted
             self._watermark_ms = max(self._watermark_ms, max(t.event_ms for t in tweets))
         if result.counted:
-            result.alerts = await self.escalator.evaluate(minute_of(self._watermark_ms), touched)
+            # The incident store reports each alert it queues (metrics, logs): nothing to keep here.
+            await self.escalator.evaluate(minute_of(self._watermark_ms), touched)
         return result
 
     async def _score(self, scorer: Scorer, clean: list[str]) -> tuple[Sequence[float], float]:

@@ -457,3 +457,22 @@ async def test_alert_examples_are_the_most_negative_posts_with_ties_broken_as_re
         kept = sorted(everything, key=lambda p: (p.score, p.id), reverse=True)[:5]
         expected = [p.id for p in sorted(kept, key=lambda p: (-p.score, p.id))]
         assert await counters.examples("all", range(minute, minute + 1), 5) == expected
+
+
+async def test_a_failing_announcement_observer_does_not_undo_or_fail_the_change(redis, prefix, caplog):
+    def broken(_alert):
+        raise RuntimeError("metrics exploded")
+
+    outbox = Outbox(redis, prefix=prefix, sinks=["console"], cfg=FAST)
+    store = IncidentStore(redis, prefix=prefix, ttl_s=600, outbox=outbox, on_announced=broken)
+    decision = decide(
+        Signal.NEGATIVE_RATE,
+        Observation(100, WindowStats(0, 0, 200, 170, 0.0), WindowStats(0, 0, 600, 480, 0.0), Baseline(0.6, 40.0, "trailing", 9000)),
+        None, RuleConfig(margin=0.15),
+    )
+    new = next_incident(None, Signal.NEGATIVE_RATE, "all", decision, 100)
+    announced = alert(seq=new.seq, incident=new.id)
+    assert await store.commit(None, new, announced, now_ms=int(time.time() * 1000))
+    assert await store.get("all") == new
+    assert await outbox.pending("console") == 1
+    assert f"observer of announced alert {announced.alert_id} failed" in caplog.text

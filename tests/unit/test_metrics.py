@@ -91,10 +91,8 @@ def test_a_batch_is_recorded_exactly():
     metrics = Metrics()
     messages = [raw(0, 10), raw(0, 11), raw(1, 5, timestamp_ms=None), raw(1, 6)]
     result = BatchResult(received=4, counted=2, duplicates=1, dead_lettered=1, event_ms=[NOW - 30_000, NOW - 90_000, NOW - 1_000], scoring_s=0.02)
-    # Alerts a batch raised are counted when the incident store queues them, not here.
-    result.alerts = [FakeAlert("negative_rate", "opened", "warning")]
     metrics.record_batch(messages, result, duration_s=0.05, now_ms=NOW)
-    assert samples(metrics)[("badbuzz_alerts_total", (("action", "opened"), ("severity", "warning"), ("signal", "negative_rate")))] == 0
+    # Alerts are counted when the incident store queues them, whatever raised them.
     metrics.record_alert(FakeAlert("negative_rate", "opened", "warning"))
     metrics.record_dead_letter("missing field 'text'")
     got = samples(metrics)
