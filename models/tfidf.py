@@ -11,6 +11,7 @@ scikit-learn's own n-gram function, and cached."""
 from __future__ import annotations
 
 import itertools
+import logging
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -25,6 +26,8 @@ from models.preprocess import preprocess
 from models.scorer import ModelInfo, register_family
 
 PIPELINE_FILE = "pipeline.joblib"
+
+log = logging.getLogger(__name__)
 
 # Distinct words kept per vectorizer (a few tens of MB); past that the cache starts over,
 # which costs a little speed and never correctness.
@@ -109,17 +112,27 @@ class TfidfPart:
 
     def __init__(self, vectorizer: TfidfVectorizer, offset: int):
         self.counts = CharWordCounts(vectorizer) if CharWordCounts.applies_to(vectorizer) else AnalyzerCounts(vectorizer)
+        self.analyzer = vectorizer.analyzer
+        self.vocabulary = vectorizer.vocabulary_
         self.offset = offset
         self.width = len(vectorizer.vocabulary_)
-        self.dtype = vectorizer.dtype
+        self.dtype = np.dtype(vectorizer.dtype)
+        # Counting reads the vectorizer at transform time; the weighting is the transformer
+        # fitted with it, whatever set_params changed on the vectorizer since.
         self.binary = vectorizer.binary
-        self.sublinear = vectorizer.sublinear_tf
-        self.idf = vectorizer.idf_ if vectorizer.use_idf else None
-        self.normalise = vectorizer.norm == "l2"
+        weighting = vectorizer._tfidf
+        self.sublinear = weighting.sublinear_tf
+        self.idf = weighting.idf_ if hasattr(weighting, "idf_") else None
+        self.normalise = weighting.norm == "l2"
 
     @staticmethod
     def applies_to(vectorizer: object) -> bool:
-        return isinstance(vectorizer, TfidfVectorizer) and vectorizer.norm in ("l2", None)
+        return (
+            isinstance(vectorizer, TfidfVectorizer)
+            and hasattr(vectorizer, "_tfidf")
+            and vectorizer._tfidf.norm in ("l2", None)
+            and np.dtype(vectorizer.dtype) in (np.float32, np.float64)
+        )
 
     def features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows, cols = self.counts.occurrences(texts)
@@ -167,6 +180,9 @@ def fast_score(pipeline) -> Callable[[Sequence[str]], np.ndarray] | None:
     union, classifier = pipeline.steps[0][1], pipeline.steps[1][1]
     if union.transformer_weights or not isinstance(classifier, LogisticRegression) or len(classifier.classes_) != 2:
         return None
+    # A float32 regression (lbfgs on float32 features) takes its dot products in float32.
+    if classifier.coef_.dtype != np.float64 or np.asarray(classifier.intercept_).dtype != np.float64:
+        return None
     vectorizers = [part for _, part in union.transformer_list if part not in ("drop", "passthrough")]
     if len(vectorizers) != len(union.transformer_list) or not all(TfidfPart.applies_to(v) for v in vectorizers):
         return None
@@ -177,17 +193,34 @@ def fast_score(pipeline) -> Callable[[Sequence[str]], np.ndarray] | None:
     if offset != classifier.coef_.shape[1]:
         return None
     _warm(parts)
-    return LinearScore(parts, classifier)
+    score = LinearScore(parts, classifier)
+    # The arithmetic mirrors this scikit-learn's code; a release (or a scipy build) that
+    # computes differently must not change a score silently.
+    probes = _probe_texts(parts)
+    if not np.array_equal(score(probes), pipeline.predict_proba(probes)[:, 1]):
+        log.warning("TF-IDF fast path differs from scikit-learn on this installation; scoring through scikit-learn")
+        return None
+    return score
 
 
 def _warm(parts: list[TfidfPart]) -> None:
     """A worker that starts during a storm (a restart, a scale-out) should score at full
-    speed from its first batch: the words of the model's own word vocabulary, a few
-    thousand, get their character n-grams looked up at load, in tens of milliseconds."""
-    words = sorted({t for p in parts if isinstance(p.counts, AnalyzerCounts) for t in p.counts.vocabulary if " " not in t})
+    speed from its first batch: the single words of the model's own word vocabulary, a
+    few thousand, get their character n-grams looked up at load, in tens of milliseconds."""
+    words = sorted({
+        t for p in parts if p.analyzer == "word" for t in p.vocabulary if isinstance(t, str) and t.split() == [t]
+    })
     for part in parts:
         if isinstance(part.counts, CharWordCounts):
             part.counts.warm(words)
+
+
+def _probe_texts(parts: list[TfidfPart], per_text: int = 8) -> list[str]:
+    """Texts made of the model's own features (so every part has non-zero rows), an empty
+    one and one the vocabulary does not know."""
+    features = sorted(t for p in parts for t in p.vocabulary if isinstance(t, str))[:: max(1, sum(p.width for p in parts) // 200)]
+    texts = [" ".join(features[i : i + per_text]) for i in range(0, len(features), per_text)]
+    return [*texts, "", "zqxj"]
 
 
 class TfidfScorer:

@@ -33,7 +33,7 @@ def test_fast_features_score_exactly_like_the_pipeline(fitted):
     [char_counts] = _cached_parts(scorer)
     # Warmed at load with the word vocabulary's single words, before any traffic.
     vocabulary = pipeline.named_steps["features"].transformer_list[0][1].vocabulary_
-    assert set(char_counts._words) == {t for t in vocabulary if " " not in t}
+    assert {t for t in vocabulary if " " not in t} <= set(char_counts._words)
     odd = ["", " ", "a", "é ü", "x" * 300, "<user> <url> #fail", "aaaa aaaa aaaa", "word\u3000word"]
     clean = [preprocess(t) for t in others] + odd
     # Twice: the second pass reads every word from the cache.
@@ -106,3 +106,59 @@ def test_pipelines_it_cannot_reproduce_are_scored_by_scikit_learn_itself():
         scorer = serving.TfidfScorer(pipeline, INFO)
         assert scorer._fast is None
         assert np.array_equal(scorer.score_clean(TEXTS + ["Bad CREW"]), _reference(pipeline, TEXTS + ["Bad CREW"]))
+
+
+def test_the_weighting_fitted_with_the_vectorizer_is_the_one_applied():
+    pipeline = Pipeline([
+        ("features", FeatureUnion([("word", TfidfVectorizer(sublinear_tf=True)), ("char", TfidfVectorizer(analyzer="char_wb"))])),
+        ("classifier", LogisticRegression(solver="liblinear")),
+    ]).fit(TEXTS, LABELS)
+    # Changed after fitting: scikit-learn keeps weighting with the fitted transformer.
+    pipeline.named_steps["features"].transformer_list[0][1].set_params(use_idf=False, sublinear_tf=False, norm="l1")
+    scorer = serving.TfidfScorer(pipeline, INFO)
+    assert scorer._fast is not None
+    probe = TEXTS + ["Bad CREW", ""]
+    assert np.array_equal(scorer.score_clean(probe), _reference(pipeline, probe))
+
+
+def test_a_float32_regression_is_left_to_scikit_learn():
+    pipeline = Pipeline([
+        ("features", FeatureUnion([("word", TfidfVectorizer(dtype=np.float32))])),
+        ("classifier", LogisticRegression()),
+    ]).fit(TEXTS, LABELS)
+    assert pipeline.named_steps["classifier"].coef_.dtype == np.float32
+    scorer = serving.TfidfScorer(pipeline, INFO)
+    assert scorer._fast is None
+    assert np.array_equal(scorer.score_clean(TEXTS), _reference(pipeline, TEXTS))
+
+
+def test_a_fast_path_that_disagrees_with_scikit_learn_at_load_is_not_used(monkeypatch, caplog):
+    pipeline = Pipeline([
+        ("features", FeatureUnion([("word", TfidfVectorizer())])),
+        ("classifier", LogisticRegression()),
+    ]).fit(TEXTS, LABELS)
+    monkeypatch.setattr(serving, "expit", lambda d: 1 / (1 + np.exp(-d)) + 1e-12)
+    scorer = serving.TfidfScorer(pipeline, INFO)
+    assert scorer._fast is None
+    assert "differs from scikit-learn on this installation" in caplog.text
+    assert np.array_equal(scorer.score_clean(TEXTS), _reference(pipeline, TEXTS))
+
+
+def test_integer_vectorizers_and_non_word_features_are_handled():
+    counting = Pipeline([
+        ("features", FeatureUnion([("word", TfidfVectorizer(dtype=np.int64))])),
+        ("classifier", LogisticRegression()),
+    ])
+    with pytest.warns(UserWarning):
+        counting.fit(TEXTS, LABELS)
+    assert serving.TfidfScorer(counting, INFO)._fast is None
+    pairs = Pipeline([
+        ("features", FeatureUnion([
+            ("pairs", TfidfVectorizer(analyzer=lambda text: [tuple(text.split()[:2])])),
+            ("char", TfidfVectorizer(analyzer="char_wb")),
+        ])),
+        ("classifier", LogisticRegression()),
+    ]).fit(TEXTS, LABELS)
+    scorer = serving.TfidfScorer(pairs, INFO)
+    assert np.array_equal(scorer.score_clean(TEXTS), _reference(pairs, TEXTS))
+
