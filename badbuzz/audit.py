@@ -3,8 +3,9 @@
 A known vulnerability fails the audit unless ``.ci/audit-accepted.txt`` names its id with
 the reason it does not apply or cannot be fixed yet. Packages the vulnerability service
 could not answer for are counted, not hidden: when it answered for none (no service
-reachable, as in this project's build environment), the audit says it did not run, and
-fails only where ``BADBUZZ_AUDIT_REQUIRED=1`` says an audit must happen."""
+reachable, as in this project's build environment), the audit says it did not run.
+Where ``BADBUZZ_AUDIT_REQUIRED=1`` says an audit must happen, anything short of every
+package audited fails."""
 from __future__ import annotations
 
 import json
@@ -49,7 +50,10 @@ def judge(report: dict, accepted: dict[str, str], *, required: bool) -> Verdict:
             status = f"accepted: {known}" if known else "NOT ACCEPTED"
             lines.append(f"{dep['name']} {dep['version']}: {vuln['id']} (fixed in {fixes}) {status}")
             open_vulns += known is None
-    if deps and not audited:
+    if not deps:
+        lines.append("dependency audit did not run: the report lists no packages")
+        return Verdict(lines, failed=required)
+    if not audited:
         # pip-audit names the package after a colon; the kinds of reason are what matter.
         reasons = sorted({d["skip_reason"].split(":")[0] for d in skipped})
         lines.append(
@@ -59,8 +63,9 @@ def judge(report: dict, accepted: dict[str, str], *, required: bool) -> Verdict:
         return Verdict(lines, failed=required)
     lines.append(f"dependency audit: {audited} of {len(deps)} locked packages audited, {open_vulns} vulnerabilities not accepted")
     if skipped:
-        lines.append("not audited: " + ", ".join(f"{d['name']} {d.get('version', '')}".strip() for d in skipped))
-    return Verdict(lines, failed=open_vulns > 0)
+        # pip-audit reports a skipped package by name only.
+        lines.append("not audited: " + ", ".join(d["name"] for d in skipped))
+    return Verdict(lines, failed=open_vulns > 0 or (required and bool(skipped)))
 
 
 def main(argv: list[str]) -> int:

@@ -6,13 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tool=var/tools/pip-audit
-if [ ! -x "$tool/bin/pip-audit" ]; then
-  python3 -m venv "$tool"
-  "$tool/bin/pip" install -q pip-audit==2.10.1
-fi
 mkdir -p var
 rm -f var/audit.json
+if [ ! -x "$tool/bin/pip-audit" ]; then
+  # No registry, no pip-audit: the judge below then reports that no audit ran.
+  { python3 -m venv "$tool" && "$tool/bin/pip" install -q pip-audit==2.10.1; } >var/audit.log 2>&1 || rm -rf "$tool"
+fi
 # Its exit status also counts unaudited packages as failures; the report is judged instead.
-"$tool/bin/pip-audit" -r constraints.txt --no-deps --disable-pip --progress-spinner off \
+[ -x "$tool/bin/pip-audit" ] && "$tool/bin/pip-audit" -r constraints.txt --no-deps --disable-pip --progress-spinner off \
   -f json -o var/audit.json >var/audit.log 2>&1 || true
 .venv/bin/python -m badbuzz.audit var/audit.json .ci/audit-accepted.txt

@@ -13,12 +13,14 @@ NO_ANSWER = 0
 
 class Loopback:
     """Records every request and answers with ``respond(request number)``: (status,
-    JSON-able body or text), or (``NO_ANSWER``, seconds) to hold the request that long
-    without answering in time, as a hung service does."""
+    JSON-able body or text), or (``NO_ANSWER``, seconds) to hold the request that long, as
+    a hung service does, and only then give ``late`` (by default a success: a client that
+    ignored its own timeout would take it as delivered)."""
 
-    def __init__(self, respond=None):
+    def __init__(self, respond=None, *, late=(200, "ok")):
         self.requests: list[dict] = []
         self.respond = respond or (lambda n: (200, "ok"))
+        self.late = late
 
     async def __aenter__(self) -> "Loopback":
         app = web.Application()
@@ -39,7 +41,7 @@ class Loopback:
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body, "status": status})
         if status == NO_ANSWER:
             await asyncio.sleep(answer)
-            return web.Response(status=504, text="too late")
+            status, answer = self.late
         if isinstance(answer, str):
             return web.Response(status=status, text=answer)
         return web.json_response(answer, status=status)

@@ -62,7 +62,7 @@ async def test_alerts_reach_slack_and_app_insights_once_each_through_errors_and_
     ai_ok = (200, {"itemsReceived": 4, "itemsAccepted": 4, "errors": []})
     async with (
         Loopback(failing_then_hanging(3, 2, slack_ok)) as slack,
-        Loopback(failing_then_hanging(2, 2, ai_ok)) as ingestion,
+        Loopback(failing_then_hanging(2, 2, ai_ok), late=ai_ok) as ingestion,
     ):
         sinks = [
             SlackWebhookSink(f"{slack.url}/hook", timeout_s=CLIENT_TIMEOUT_S),
@@ -77,7 +77,10 @@ async def test_alerts_reach_slack_and_app_insights_once_each_through_errors_and_
             while len(slack.json()) < 3 or len(ingestion.json()) < 3:
                 assert time.monotonic() < deadline, f"slack got {len(slack.json())}, app insights {len(ingestion.json())} of 3"
                 await asyncio.sleep(0.1)
-            await asyncio.sleep(HANG_S)  # room for a late duplicate, if there were one
+            # Room for a duplicate to show up, if there were one. A client that waited out a
+            # hang would have taken its late success as delivered, and the alert would be
+            # missing from the answered requests above.
+            await asyncio.sleep(HANG_S)
         finally:
             delivery.cancel()
             await asyncio.gather(delivery, return_exceptions=True)

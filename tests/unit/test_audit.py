@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from badbuzz.audit import judge, main, read_accepted
+from badbuzz.audit import Verdict, judge, main, read_accepted
 
 VULN = {"id": "PYSEC-2099-1", "aliases": ["CVE-2099-0001"], "fix_versions": ["2.0.1"], "description": "x"}
 
@@ -38,11 +38,17 @@ def test_no_answer_from_the_service_is_reported_as_not_run_and_fails_only_when_r
     assert judge(r, {}, required=True).failed
 
 
-def test_partly_audited_names_what_was_not():
-    r = report({"name": "a", "version": "1", "vulns": []}, {"name": "b", "version": "2", "skip_reason": "not on PyPI"})
-    verdict = judge(r, {}, required=True)
+def test_partly_audited_names_what_was_not_and_is_not_enough_when_required():
+    r = report({"name": "a", "version": "1", "vulns": []}, {"name": "b", "skip_reason": "Dependency not found on PyPI: b (2)"})
+    verdict = judge(r, {}, required=False)
     assert not verdict.failed
-    assert verdict.lines[-1] == "not audited: b 2"
+    assert verdict.lines == ["dependency audit: 1 of 2 locked packages audited, 0 vulnerabilities not accepted", "not audited: b"]
+    assert judge(r, {}, required=True).failed
+
+
+def test_an_empty_report_is_no_audit():
+    assert judge(report(), {}, required=False) == Verdict(["dependency audit did not run: the report lists no packages"], failed=False)
+    assert judge(report(), {}, required=True).failed
 
 
 def test_an_accepted_line_must_give_its_reason():
