@@ -43,10 +43,10 @@ class AnalyzerCounts:
 
     def __init__(self, vectorizer: TfidfVectorizer):
         self._analyze = vectorizer.build_analyzer()
-        self.vocabulary = vectorizer.vocabulary_
+        self._vocabulary = vectorizer.vocabulary_
 
     def occurrences(self, texts: Sequence[str]) -> Occurrences:
-        lookup, analyze = self.vocabulary.get, self._analyze
+        lookup, analyze = self._vocabulary.get, self._analyze
         columns: list[int] = []
         lengths: list[int] = []
         for text in texts:
