@@ -21,8 +21,8 @@ from alerting.history import baseline_at, long_window_start, observe, reads_for
 from alerting.incidents import Incident, IncidentStore, next_incident
 from alerting.rules import Baseline, Decision, Observation, RuleConfig, Signal, decide
 from models.scorer import ModelInfo
-from stream.counters import Counters, HourBucket
-from stream.windows import GLOBAL_SCOPE, minute_of
+from counting.counters import Counters, HourBucket
+from counting.windows import GLOBAL_SCOPE, minute_of
 
 log = logging.getLogger(__name__)
 

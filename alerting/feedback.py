@@ -25,8 +25,8 @@ from alerting.incidents import IncidentStore, model_quality_alert, next_incident
 from alerting.rules import RuleConfig, Signal, decide_model_quality
 from models.preprocess import preprocess
 from models.scorer import ModelInfo
-from stream.counters import Counters, Prediction
-from stream.windows import MINUTE_MS, minute_of
+from counting.counters import Counters, Prediction
+from counting.windows import MINUTE_MS, minute_of
 
 LABELS = ("negative", "positive")
 MAX_COMMENT_CHARS = 500
@@ -232,8 +232,8 @@ async def send_feedback(settings, feedback: Feedback) -> None:
     """Put one feedback message on the feedback topic, keyed by post id."""
     from aiokafka import AIOKafkaProducer
 
-    from badbuzz.connections import kafka_options
-    from stream.topics import ensure_topics
+    from config.connections import kafka_options
+    from config.topics import ensure_topics
 
     await ensure_topics(settings, [settings.topic_feedback])
     producer = AIOKafkaProducer(**kafka_options(settings), acks="all")

@@ -1,6 +1,6 @@
 """Which counters one evaluation reads, and how they become the rule's observation
 (short and long windows) and history (baseline slots). Pure: the Redis reads live in
-``stream.counters``, the decisions in ``alerting.rules``.
+``counting.counters``, the decisions in ``alerting.rules``.
 
 For a long window starting at minute S, the trailing history is the part of S's clock
 hour before S (minute buckets) plus the ``baseline_hours`` complete hours before that
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from alerting.rules import Baseline, History, Observation, RuleConfig, Slot, estimate_baseline
-from stream.counters import HourBucket
-from stream.windows import Bucket, aggregate, window_minutes
+from counting.counters import HourBucket
+from counting.windows import Bucket, aggregate, window_minutes
 
 HOURS_PER_WEEK = 7 * 24
 

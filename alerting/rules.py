@@ -26,7 +26,7 @@ from enum import Enum
 
 from scipy.stats import binom, poisson
 
-from stream.windows import WindowStats
+from counting.windows import WindowStats
 
 
 class Severity(str, Enum):

@@ -18,11 +18,11 @@ from alerting.incidents import IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import RuleConfig
 from alerting.sinks import AlertSink, ConsoleSink, KafkaSink
-from badbuzz.connections import redis_client
-from badbuzz.settings import Settings
+from config.connections import redis_client
+from config.settings import Settings
 from models.scorer import ModelInfo
-from stream.counters import Counters
-from stream.terms import ScopeMatcher
+from counting.counters import Counters
+from counting.terms import ScopeMatcher
 
 log = logging.getLogger(__name__)
 

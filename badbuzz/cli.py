@@ -3,6 +3,7 @@ and exit non-zero; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from badbuzz.settings import PROMOTION_METRICS, Settings, get_settings
+from config.settings import PROMOTION_METRICS, Settings, get_settings
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -18,6 +19,17 @@ EXIT_FAILURE = 1
 
 class UserError(click.ClickException):
     """A problem the user can fix; printed as one line."""
+
+
+def _benchmarks(module: str):
+    """Benchmarks are development tooling kept beside their results in the source
+    checkout; the installed product (the worker image) does not carry them."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / f"{module}.py").is_file():
+        raise UserError("benchmarks run from a source checkout (benchmarks/ is not installed): clone the repository and run `make setup` there")
+    if str(root) not in sys.path:
+        sys.path.append(str(root))
+    return importlib.import_module(f"benchmarks.{module}")
 
 
 def _settings(**overrides) -> Settings:
@@ -152,7 +164,7 @@ def worker(model_uri: str | None, web_port: int | None, loglevel: str) -> None:
 
     from aiokafka.errors import KafkaError
 
-    from stream.topics import ensure_topics
+    from config.topics import ensure_topics
 
     settings = _settings(model_uri=model_uri, web_port=web_port)
     scorer = _serving_scorer(settings)
@@ -176,7 +188,7 @@ def worker(model_uri: str | None, web_port: int | None, loglevel: str) -> None:
 @click.option("--run-id", default=None, help="Prefix for generated post ids [default: a timestamp].")
 def replay(source: str, rate: float, per_minute: float, bursts: tuple[str, ...], limit: int | None, run_id: str | None) -> None:
     """Replay SOURCE (airline, or a .jsonl/.csv/.txt file) into the raw topic."""
-    from stream import replay as rp
+    from badbuzz import replay as rp
 
     settings = _settings()
     try:
@@ -248,7 +260,7 @@ def demo(rate: float, calm: int, burst_size: int, keep_services: bool) -> None:
 def bench(families: tuple[str, ...], quick: bool, out: Path, profile: bool) -> None:
     """Measure scoring, end-to-end throughput and latency, cost growth and Redis memory
     on the running local services; print tables and write OUT/results.md and .json."""
-    from badbuzz.bench import run_bench
+    run_bench = _benchmarks("run").run_bench
 
     try:
         asyncio.run(run_bench(_settings(), families=list(families) or None, quick=quick, out_dir=out, say=click.echo, profile=profile))
@@ -263,7 +275,7 @@ def bench_quality(families: tuple[str, ...], out: Path) -> None:
     """Model quality only (no services): each registered family's airline test figures
     beside its accuracy on out-of-domain movie reviews and the reference design's
     figures; writes OUT/quality.md and .json."""
-    from badbuzz.bench import run_quality
+    run_quality = _benchmarks("run").run_quality
 
     try:
         report = run_quality(_settings(), families=list(families) or None, out_dir=out, say=click.echo)
@@ -322,7 +334,7 @@ def bench_alerts(days: int, warmup_days: int, bursts_per_size: int, seed: int, m
     airline posts over simulated weeks (Redis only, no Kafka)."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from alerting.bench import run_alert_bench
+    run_alert_bench = _benchmarks("alerts").run_alert_bench
 
     settings = _settings(model_uri=model_uri)
     scorer = _load_scorer(settings)
@@ -340,7 +352,7 @@ def retrain(if_needed: bool, family: str | None) -> None:
     challenger, and the champion only if it passes the promotion gate."""
     from redis.exceptions import RedisError
 
-    from training.retrain import retrain as run_retrain
+    from badbuzz.retrain import retrain as run_retrain
 
     settings = _settings(retrain_family=family)
     try:

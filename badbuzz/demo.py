@@ -12,14 +12,14 @@ import time
 import orjson
 
 from badbuzz import services
-from badbuzz.connections import kafka_options, redis_client
+from config.connections import kafka_options, redis_client
 from badbuzz.processes import free_port, start_worker, stop_worker
-from badbuzz.settings import Settings
+from config.settings import Settings
 from models.scorer import ModelError, load_scorer
-from stream import replay as rp
-from stream.counters import Counters
-from stream.topics import ensure_topics
-from stream.windows import GLOBAL_SCOPE, SLIDING_WINDOWS_MIN, minute_of
+from badbuzz import replay as rp
+from counting.counters import Counters
+from config.topics import ensure_topics
+from counting.windows import GLOBAL_SCOPE, SLIDING_WINDOWS_MIN, minute_of
 
 MALFORMED = [
     b'{"id": 1, "text": "unterminated',

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from badbuzz.settings import PROJECT_ROOT, Settings
+from config.settings import PROJECT_ROOT, Settings
 
 
 def free_port() -> int:

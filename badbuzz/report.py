@@ -17,14 +17,14 @@ from datetime import datetime, timezone
 import redis.asyncio as aioredis
 
 from alerting.alert import Alert
-from badbuzz.connections import redis_client
-from badbuzz.settings import Settings
-from stream.counters import Counters
+from config.connections import redis_client
+from config.settings import Settings
+from counting.counters import Counters
 from stream.drift_monitor import DriftStore
 from stream.shadow import PairTotals, ShadowStore
-from stream.terms import ScopeMatcher
-from stream.windows import GLOBAL_SCOPE, MINUTE_MS
-from training.retrain import read_feedback
+from counting.terms import ScopeMatcher
+from counting.windows import GLOBAL_SCOPE, MINUTE_MS
+from badbuzz.retrain import read_feedback
 
 HOUR_MS = 3_600_000
 _PERIOD = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")

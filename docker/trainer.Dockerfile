@@ -7,6 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
+COPY config config
+COPY counting counting
 COPY badbuzz badbuzz
 COPY stream stream
 COPY models models

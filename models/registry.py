@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from models.scorer import MANIFEST, ModelError
+from models.bundle import MANIFEST, ModelError
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 

@@ -1,4 +1,4 @@
-"""The scoring interface and the model bundle every family is saved as.
+"""The scoring interface: loading a bundle (``models.bundle``) into the scorer of its family.
 
 A bundle is a folder holding ``bundle.json`` (family, label scheme, threshold, the
 preprocessing version it was trained with) plus the family's own files. Training writes
@@ -14,14 +14,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from models.bundle import MANIFEST, ModelError, find_bundle
 from models.preprocess import PREPROCESS_VERSION
-
-MANIFEST = "bundle.json"
-SCHEMES = ("negative_vs_rest", "negative_vs_positive")
-
-
-class ModelError(RuntimeError):
-    """A model cannot be found or loaded; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -74,29 +68,6 @@ def register_family(family: str) -> Callable[[Loader], Loader]:
         return loader
 
     return decorate
-
-
-def write_manifest(bundle_dir: Path, *, family: str, scheme: str, threshold: float = 0.5, **extra: object) -> None:
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown label scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
-    manifest = {
-        "family": family,
-        "scheme": scheme,
-        "threshold": threshold,
-        "preprocess_version": PREPROCESS_VERSION,
-        **extra,
-    }
-    (bundle_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-
-
-def find_bundle(root: Path) -> Path:
-    """The bundle folder at or under ``root`` (MLflow nests it under artifacts/)."""
-    if (root / MANIFEST).is_file():
-        return root
-    found = sorted(root.rglob(MANIFEST))
-    if not found:
-        raise ModelError(f"no {MANIFEST} under {root}: not a badbuzz model bundle")
-    return found[0].parent
 
 
 def load_bundle(path: Path, *, name: str = "", version: str = "", uri: str = "") -> Scorer:

@@ -15,4 +15,4 @@ fi
 # Its exit status also counts unaudited packages as failures; the report is judged instead.
 [ -x "$tool/bin/pip-audit" ] && "$tool/bin/pip-audit" -r constraints.txt --no-deps --disable-pip --progress-spinner off \
   -f json -o var/audit.json >var/audit.log 2>&1 || true
-.venv/bin/python -m badbuzz.audit var/audit.json .ci/audit-accepted.txt
+.venv/bin/python .ci/audit.py var/audit.json .ci/audit-accepted.txt

@@ -12,11 +12,11 @@ import faust
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from badbuzz.settings import Settings
+from config.settings import Settings
 from stream.heap import freeze_long_lived_objects
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, RawMessage
-from stream.terms import ScopeMatcher
+from counting.terms import ScopeMatcher
 
 log = logging.getLogger(__name__)
 

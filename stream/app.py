@@ -9,8 +9,8 @@ import faust
 from redis.exceptions import RedisError
 
 from alerting.runtime import AlertingRuntime
-from badbuzz.connections import faust_credentials
-from badbuzz.settings import Settings
+from config.connections import faust_credentials
+from config.settings import Settings
 from models.scorer import Scorer
 from stream import agents, lifecycle, web
 from stream.metrics import Metrics

@@ -13,8 +13,8 @@ from alerting.alert import iso
 from alerting.history import baseline_at, reads_for
 from alerting.incidents import Incident
 from alerting.rules import RuleConfig, Signal
-from stream.counters import HourBucket
-from stream.windows import (
+from counting.counters import HourBucket
+from counting.windows import (
     MINUTE_MS,
     SLIDING_WINDOWS_MIN,
     Bucket,

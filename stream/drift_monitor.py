@@ -37,7 +37,7 @@ from models.drift import (
 )
 from models.scorer import ModelInfo
 from stream.pipeline import ScoredBatch
-from stream.windows import MINUTE_MS
+from counting.windows import MINUTE_MS
 
 log = logging.getLogger(__name__)
 

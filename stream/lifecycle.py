@@ -9,7 +9,7 @@ import logging
 import faust
 
 from alerting.runtime import AlertingRuntime
-from badbuzz.settings import Settings
+from config.settings import Settings
 from models.scorer import Scorer
 from stream.drift_monitor import DriftMonitor, DriftStore, DriftThresholds
 from stream.heap import freeze_long_lived_objects

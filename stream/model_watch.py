@@ -19,7 +19,7 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
-from badbuzz.settings import Settings
+from config.settings import Settings
 from models.scorer import ModelError, ModelInfo, Scorer, load_scorer
 
 log = logging.getLogger(__name__)

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
 from alerting.escalation import Escalator
-from badbuzz.settings import Settings
+from config.settings import Settings
 from models.preprocess import preprocess
 from models.scorer import ModelInfo, Scorer
-from stream.counters import Counters, ScoredPost
+from counting.counters import Counters, ScoredPost
 from stream.messages import InvalidMessage, Tweet, decode, late_reason
 from stream.model_watch import ActiveModel
-from stream.terms import ScopeMatcher, driver_terms
-from stream.windows import minute_of
+from counting.terms import ScopeMatcher, driver_terms
+from counting.windows import minute_of
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from alerting.history import baseline_at, reads_for
 from alerting.outbox import Outbox
 from alerting.rules import Signal
 from alerting.runtime import AlertingRuntime
-from badbuzz.settings import Settings
+from config.settings import Settings
 from models.scorer import ModelInfo
 from stream.dashboard import (
     SIGNALS,
@@ -36,7 +36,7 @@ from stream.dashboard import (
 )
 from stream.drift_monitor import DRIFT_SCOPE
 from stream.metrics import CONTENT_TYPE, Metrics, SharedState
-from stream.windows import (
+from counting.windows import (
     GLOBAL_SCOPE,
     SLIDING_WINDOWS_MIN,
     aggregate,

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings as hypothesis_settings
 
 # TensorFlow and torch each bundle LLVM: once TensorFlow is loaded, importing transformers'
 # model classes aborts the process ("Option ... registered more than once"). The suite
@@ -22,7 +23,11 @@ with contextlib.suppress(ImportError):
     from transformers import AutoModelForSequenceClassification  # noqa: F401
 
 from badbuzz.processes import free_port, start_worker, stop_worker
-from badbuzz.settings import Settings
+from config.settings import Settings
+
+# Shared 2-core machines: generation speed is not what these properties test.
+hypothesis_settings.register_profile("badbuzz", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("badbuzz")
 
 REPO = Path(__file__).resolve().parent.parent
 

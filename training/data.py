@@ -37,9 +37,9 @@ from typing import Callable, Iterable, NamedTuple
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from badbuzz.settings import get_settings
+from config.settings import get_settings
 from models.preprocess import preprocess, tokens
-from models.scorer import SCHEMES
+from models.bundle import SCHEMES
 from training import ood
 
 SENTIMENTS = ("negative", "neutral", "positive")

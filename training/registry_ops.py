@@ -14,7 +14,7 @@ from typing import Sequence
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from badbuzz.settings import PROMOTION_METRICS
+from config.settings import PROMOTION_METRICS
 from training.tracking import CHAMPION
 
 CHALLENGER = "challenger"

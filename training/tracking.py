@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 import models
-from badbuzz.settings import PROJECT_ROOT, Settings
+from config.settings import PROJECT_ROOT, Settings
 from models.pyfunc import SIGNATURE, BundleModel
 
 EXPERIMENT = "badbuzz"

@@ -12,10 +12,11 @@ from typing import Callable
 
 import pandas as pd
 
-from badbuzz.settings import Settings, get_settings
+from config.settings import Settings, get_settings
 from models import drift
 from models.preprocess import PREPROCESS_VERSION
-from models.scorer import SCHEMES, Scorer, load_bundle, write_manifest
+from models.bundle import SCHEMES, write_manifest
+from models.scorer import Scorer, load_bundle
 from training import evaluate, tracking
 from training.data import (
     LONG_CHARS, SHORT_TOKENS, CleanReport, Split, clean, file_sha256, frame_sha256, parse_data_spec, split,

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from badbuzz.services import ServiceError
-from badbuzz.settings import Settings
+from badbuzz.services.errors import ServiceError
+from config.settings import Settings
 
 NAME = "kafka"
 MARKER = "kafka.Kafka"
@@ -276,7 +276,7 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 async def _describe_cluster(settings: Settings, timeout: float) -> dict[str, Any]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from badbuzz.connections import kafka_options
+    from config.connections import kafka_options
 
     options = {**kafka_options(settings), "bootstrap_servers": address(settings)}
     admin = AIOKafkaAdminClient(**options, request_timeout_ms=int(timeout * 1000))

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from badbuzz.services import ServiceError, kafka, redis
-from badbuzz.settings import Settings
+from badbuzz.services import kafka, redis
+from badbuzz.services.errors import ServiceError
+from config.settings import Settings
 
 SERVICES: tuple[ModuleType, ...] = (kafka, redis)
 Echo = Callable[[str], None]

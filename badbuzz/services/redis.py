@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from badbuzz.services import ServiceError
-from badbuzz.settings import Settings
+from badbuzz.services.errors import ServiceError
+from config.settings import Settings
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 NAME = "redis"

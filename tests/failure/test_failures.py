@@ -20,10 +20,10 @@ from badbuzz.processes import free_port
 from badbuzz.services import kafka as kafka_svc
 from badbuzz.services import manager
 from badbuzz.services import redis as redis_svc
-from badbuzz.settings import Settings
-from stream.counters import Counters
-from stream.topics import ensure_topics
-from stream.windows import minute_of
+from config.settings import Settings
+from counting.counters import Counters
+from config.topics import ensure_topics
+from counting.windows import minute_of
 from tests.conftest import running_worker, wait_for
 
 pytestmark = [pytest.mark.failure, pytest.mark.integration]

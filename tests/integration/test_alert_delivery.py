@@ -24,10 +24,10 @@ from alerting.rules import Baseline, Observation, RuleConfig, Signal, decide
 from alerting.slack import COLOURS, SlackBotSink, SlackWebhookSink
 from badbuzz.processes import settings_env
 from models.scorer import ModelInfo
-from stream import replay as rp
-from stream.counters import Counters, ScoredPost
-from stream.topics import ensure_topics
-from stream.windows import WindowStats
+from badbuzz import replay as rp
+from counting.counters import Counters, ScoredPost
+from config.topics import ensure_topics
+from counting.windows import WindowStats
 from tests.conftest import running_worker, wait_for, worker_env_base
 from tests.loopback import Loopback
 

@@ -10,9 +10,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from badbuzz.settings import Settings
+from config.settings import Settings
 from models.scorer import ModelInfo
-from stream.counters import Counters
+from counting.counters import Counters
 from stream.model_watch import ActiveModel
 from stream.pipeline import Pipeline, RawMessage, ScoredBatch
 

@@ -19,10 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerting.incidents import IncidentStore
 from alerting.rules import Signal
-from stream import replay as rp
-from stream.counters import Counters
-from stream.topics import ensure_topics
-from stream.windows import minute_of
+from badbuzz import replay as rp
+from counting.counters import Counters
+from config.topics import ensure_topics
+from counting.windows import minute_of
 from tests.conftest import running_worker, wait_for
 
 pytestmark = pytest.mark.integration

@@ -13,11 +13,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from models.preprocess import preprocess
 from models.scorer import load_scorer
-from stream import replay as rp
-from stream.counters import Counters
-from stream.terms import ScopeMatcher
-from stream.topics import ensure_topics
-from stream.windows import minute_of
+from badbuzz import replay as rp
+from counting.counters import Counters
+from counting.terms import ScopeMatcher
+from config.topics import ensure_topics
+from counting.windows import minute_of
 from tests.conftest import running_worker, wait_for
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from badbuzz.settings import Settings
-from stream.topics import delete_topics, ensure_topics
+from config.settings import Settings
+from config.topics import delete_topics, ensure_topics
 from training.feedback import FeedbackRecord, recover_texts, scan_topic
 from training.train import train
 

@@ -16,14 +16,14 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from alerting.feedback import Feedback, FeedbackStore
-from badbuzz.bench import french_posts
+from benchmarks.run import french_posts
 from badbuzz.processes import free_port, settings_env
-from badbuzz.settings import Settings
+from config.settings import Settings
 from models.scorer import load_scorer
-from stream import replay as rp
-from stream.counters import Prediction
+from badbuzz import replay as rp
+from counting.counters import Prediction
 from stream.shadow import ShadowStore, in_sample
-from stream.topics import delete_topics, ensure_topics
+from config.topics import delete_topics, ensure_topics
 from tests.conftest import REPO, running_worker, wait_for, worker_env_base
 from training import registry_ops, tracking
 from training.train import train
@@ -329,7 +329,7 @@ async def test_a_shifted_stream_raises_a_drift_alert(live_services, registry_hom
 
 
 async def test_retraining_from_feedback_end_to_end(live_services, tmp_path):
-    from training.retrain import retrain
+    from badbuzz.retrain import retrain
 
     home = tmp_path / "home"
     settings = private_settings(live_services, home, retrain_min_feedback=1000, retrain_min_verdicts=20, retrain_min_accuracy=0.82)
@@ -396,7 +396,7 @@ async def test_report_reads_volumes_incidents_feedback_shadow_and_drift_from_red
     from badbuzz.report import build_report, period_ending, render_markdown
     from models.drift import DriftStatus
     from models.scorer import ModelInfo
-    from stream.counters import Counters, ScoredPost
+    from counting.counters import Counters, ScoredPost
     from stream.drift_monitor import DriftStore
     from stream.shadow import PairTotals
 

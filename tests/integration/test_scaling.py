@@ -18,11 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.preprocess import preprocess
 from models.scorer import load_scorer
-from stream import replay as rp
-from stream.counters import Counters
-from stream.terms import ScopeMatcher
-from stream.topics import ensure_topics
-from stream.windows import minute_of
+from badbuzz import replay as rp
+from counting.counters import Counters
+from counting.terms import ScopeMatcher
+from config.topics import ensure_topics
+from counting.windows import minute_of
 from tests.conftest import free_port, running_worker, wait_for
 from tests.integration.test_end_to_end import drain
 

@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from badbuzz.services import down, kafka, manager, status, up
-from badbuzz.settings import PROJECT_ROOT, Settings
+from config.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def up_in_child(settings: Settings) -> str:
         "BADBUZZ_REDIS_PORT": str(settings.redis_port),
         "BADBUZZ_REDIS_URL": settings.redis_url,
     }
-    code = "from badbuzz.services import up; from badbuzz.settings import Settings; print(*up(Settings()), sep='\\n')"
+    code = "from badbuzz.services import up; from config.settings import Settings; print(*up(Settings()), sep='\\n')"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -5,8 +5,8 @@ from alerting.drivers import over_represented
 from alerting.escalation import EventClock
 from alerting.history import history, reads_for
 from alerting.rules import RuleConfig, Slot
-from stream.counters import HourBucket
-from stream.windows import Bucket
+from counting.counters import HourBucket
+from counting.windows import Bucket
 
 
 def test_new_complaint_words_outrank_everyday_ones():

@@ -4,7 +4,7 @@ import pytest
 
 from alerting.alert import Alert
 from alerting.feedback import InvalidFeedback, is_wrong, make_feedback, parse_feedback, scrub_comment
-from stream.counters import Prediction
+from counting.counters import Prediction
 
 
 def test_comments_lose_handles_and_links():

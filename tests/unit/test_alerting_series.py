@@ -8,8 +8,8 @@ from dataclasses import replace
 
 from alerting.history import baseline_at, observe
 from alerting.rules import RuleConfig, Signal, advance, decide
-from stream.counters import HourBucket
-from stream.windows import Bucket
+from counting.counters import HourBucket
+from counting.windows import Bucket
 
 # The thresholds spelled out, so the expectations below do not move with the defaults.
 CFG = RuleConfig(

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from badbuzz.cli import cli
-from badbuzz.settings import Settings
+from config.settings import Settings
 from stream.metrics import Metrics, SharedState
 from stream.pipeline import BatchResult, RawMessage
 

@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from badbuzz.settings import Settings
+from config.settings import Settings
 from models.scorer import ModelInfo
 from training import evaluate, tfidf
 from training.train import train

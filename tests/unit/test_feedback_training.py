@@ -6,7 +6,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from badbuzz.settings import Settings
+from config.settings import Settings
 from training.data import Split, file_sha256, frame_sha256
 from training.feedback import FeedbackRecord, add_feedback, parse_feedback, read_feedback, recover_texts
 from training.train import train

@@ -10,7 +10,7 @@ from alerting.history import baseline_at
 from alerting.incidents import Incident
 from alerting.rules import Baseline, Episode, RuleConfig, Severity, Signal
 from models.scorer import ModelInfo
-from stream.counters import HourBucket
+from counting.counters import HourBucket
 from stream.dashboard import (
     parse_minutes,
     parse_scope,
@@ -20,7 +20,7 @@ from stream.dashboard import (
 from stream.messages import InvalidMessage, decode, late_reason
 from stream.metrics import DLQ_REASON_CLASSES, Metrics, SharedState, reason_class
 from stream.pipeline import BatchResult, RawMessage
-from stream.windows import Bucket
+from counting.windows import Bucket
 
 NOW = 1_760_000_000_000
 OPTS = dict(kafka_timestamp_ms=NOW, now_ms=NOW, max_text_chars=20, future_tolerance_ms=300_000, retention_ms=3600_000)

@@ -7,7 +7,7 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry
 
-from badbuzz.settings import Settings
+from config.settings import Settings
 from models.scorer import ModelInfo
 from stream.model_watch import ActiveModel, ModelTarget, ModelWatcher, target_from
 from stream.pipeline import Pipeline, RawMessage

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from badbuzz import bench
+from benchmarks import run as bench
 from badbuzz.cli import cli
-from badbuzz.settings import get_settings
+from config.settings import get_settings
 from models.scorer import ModelInfo
 from training import ood
 from training.data import (

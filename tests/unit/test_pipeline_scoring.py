@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from badbuzz.settings import Settings
+from config.settings import Settings
 from stream import pipeline as pipeline_module
 from stream.model_watch import ActiveModel
 from test_model_watch import NoEscalation, RecordingCounters, Scorer, messages, no_dead_letters

@@ -1,15 +1,15 @@
 import pytest
 
-from badbuzz.profiling import IDLE, OTHER, summarise
+from benchmarks.profiling import IDLE, OTHER, summarise
 
 STACKS = "\n".join([
     "<module> (cli.py:1);_WorkItem.run (/x/concurrent/futures/thread.py:58);TfidfScorer.score_clean (/w/models/tfidf.py:115);"
     "CharWordCounts.counts (/w/models/tfidf.py:57) 30",
     "Thread._bootstrap (threading.py:1);_worker (/x/concurrent/futures/thread.py:81) 50",
     "run_forever (base_events.py:607);Handle._run (events.py:80);Pipeline.process (/w/stream/pipeline.py:116);"
-    "Counters.count (/w/stream/counters.py:174);evalsha (/x/redis/commands/core.py:11294) 10",
+    "Counters.count (/w/counting/counters.py:174);evalsha (/x/redis/commands/core.py:11294) 10",
     "run_forever (base_events.py:607);Pipeline.process (/w/stream/pipeline.py:97);preprocess (/w/models/preprocess.py:36) 6",
-    "run_forever (base_events.py:607);Escalator.evaluate (/w/alerting/escalation.py:98);snapshot (/w/stream/counters.py:198) 4",
+    "run_forever (base_events.py:607);Escalator.evaluate (/w/alerting/escalation.py:98);snapshot (/w/counting/counters.py:198) 4",
     "Worker.execute_from_commandline (/x/mode/worker.py:264);run_forever (base_events.py:607);Handle._run (/x/asyncio/events.py:80);"
     "Fetcher._fetcher (/x/faust/transport/consumer.py:177);_wait (/x/asyncio/tasks.py:519) 12",
     "run_forever (base_events.py:607);EpollSelector.select (/x/selectors.py:468) 80",
@@ -40,7 +40,7 @@ def test_no_samples_no_rows():
 
 
 def test_report_notes_each_fact_once_and_carries_no_machine_paths(tmp_path, monkeypatch):
-    from badbuzz.bench import Report, report_profile
+    from benchmarks.run import Report, report_profile
 
     monkeypatch.chdir(tmp_path)
     logs = tmp_path / "var" / "bench-logs"

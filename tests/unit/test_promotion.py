@@ -11,7 +11,7 @@ import mlflow
 import pytest
 
 from badbuzz import cli
-from badbuzz.settings import Settings, get_settings
+from config.settings import Settings, get_settings
 from training import registry_ops, tracking
 from training.registry_ops import PromotionRefused, VersionSummary, promote, render_leaderboard
 from training.train import train

@@ -20,7 +20,7 @@ from alerting.rules import (
     estimate_baseline,
     poisson_p_value,
 )
-from stream.windows import WindowStats
+from counting.windows import WindowStats
 
 # The thresholds spelled out, so the expectations below do not move with the defaults.
 CFG = RuleConfig(margin=0.15, warning_margin=0.20, critical_margin=0.30, warning_volume=100, critical_volume=300, p_value=0.001, prior=0.50)

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from badbuzz.services import ServiceError, down, kafka, manager, redis, status, up
-from badbuzz.settings import Settings
+from config.settings import Settings
 
 
 def free_port() -> int:

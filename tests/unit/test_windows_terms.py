@@ -1,6 +1,6 @@
 from models.preprocess import preprocess
-from stream.terms import ScopeMatcher, driver_terms
-from stream.windows import Bucket, aggregate, minute_of, window_minutes
+from counting.terms import ScopeMatcher, driver_terms
+from counting.windows import Bucket, aggregate, minute_of, window_minutes
 
 
 def test_window_minutes_and_offset():

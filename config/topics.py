@@ -9,8 +9,8 @@ from typing import Sequence
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from badbuzz.connections import kafka_options
-from badbuzz.settings import Settings
+from config.connections import kafka_options
+from config.settings import Settings
 
 
 async def ensure_topics(settings: Settings, names: Sequence[str], *, partitions: int | None = None) -> None:

@@ -20,14 +20,14 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from badbuzz.connections import kafka_options, redis_client
+from config.connections import kafka_options, redis_client
 from badbuzz.processes import free_port, start_worker, stop_worker
-from badbuzz.profiling import cpu_seconds, start_sampling, stop_sampling, summarise
-from badbuzz.settings import Settings
+from benchmarks.profiling import cpu_seconds, start_sampling, stop_sampling, summarise
+from config.settings import Settings
 from models.scorer import Scorer, load_scorer
-from stream.counters import Counters, ScoredPost
-from stream.topics import delete_topics, ensure_topics
-from stream.windows import minute_of
+from counting.counters import Counters, ScoredPost
+from config.topics import delete_topics, ensure_topics
+from counting.windows import minute_of
 
 # The reference design's single-post CPU latencies (ms), for the ratios.
 REFERENCE_MS = {"tfidf": 4.8, "gru": 18.0, "transformer": 65.0}

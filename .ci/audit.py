@@ -70,7 +70,7 @@ def judge(report: dict, accepted: dict[str, str], *, required: bool) -> Verdict:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m badbuzz.audit REPORT.json ACCEPTED.txt", file=sys.stderr)
+        print("usage: python .ci/audit.py REPORT.json ACCEPTED.txt", file=sys.stderr)
         return 2
     report_path, accepted_path = map(Path, argv)
     required = os.environ.get("BADBUZZ_AUDIT_REQUIRED") == "1"

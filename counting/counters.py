@@ -24,7 +24,7 @@ from typing import Sequence
 
 import redis.asyncio as aioredis
 
-from stream.windows import Bucket, WindowStats, aggregate, window_minutes
+from counting.windows import Bucket, WindowStats, aggregate, window_minutes
 
 # New posts are first gathered per key in Lua tables, then written with one command per
 # key and field: a batch of 256 posts mostly shares a minute, and a command per post,

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from badbuzz.settings import Settings
+from config.settings import Settings
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -1,5 +1,5 @@
 """Event-time windows over per-minute buckets: which minutes a window covers, and the
-rates read from them. Pure; Redis access lives in ``stream.counters``."""
+rates read from them. Pure; Redis access lives in ``counting.counters``."""
 from __future__ import annotations
 
 from dataclasses import dataclass

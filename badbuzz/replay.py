@@ -16,8 +16,8 @@ from typing import Callable, Iterable, Sequence
 
 import orjson
 
-from badbuzz.connections import kafka_options
-from badbuzz.settings import Settings
+from config.connections import kafka_options
+from config.settings import Settings
 
 MINUTE_MS = 60_000
 

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import orjson
 import redis.asyncio as aioredis
 
-from badbuzz.settings import Settings
+from config.settings import Settings
 from training import registry_ops, tracking
 
 Progress = Callable[[str], object]
@@ -160,7 +160,7 @@ def retrain(
     progress: Progress = print,
     now: Callable[[], float] = time.time,
 ) -> RetrainResult:
-    from badbuzz.connections import redis_client
+    from config.connections import redis_client
     from training.train import train
 
     s = settings

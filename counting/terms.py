@@ -9,7 +9,7 @@ import ahocorasick
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from models.preprocess import URL_TOKEN, USER_TOKEN, tokens
-from stream.windows import GLOBAL_SCOPE
+from counting.windows import GLOBAL_SCOPE
 
 TERM_SCOPE_PREFIX = "term:"
 

@@ -10,7 +10,7 @@ incidents and outbox included) on a simulated clock, without Kafka:
 
 Calm traffic follows a daily cycle (8 to 30 posts a minute, a fifth less at weekends)
 and a daily drift of the negative share (42% to 58%), drawn from the packaged airline
-corpus through the replay schedule (``stream.replay.schedule``, one simulated hour at a
+corpus through the replay schedule (``badbuzz.replay.schedule``, one simulated hour at a
 time). Posts are scored once by the real model; whether a post is "negative" is the
 model's call, as in the stream. A burst adds, for 15 minutes, posts the model calls
 negative at the rate that lifts the 15-minute negative rate by a target number of points
@@ -33,14 +33,14 @@ from alerting.escalation import AlertContent, Escalator
 from alerting.incidents import IncidentStore
 from alerting.outbox import Outbox
 from alerting.runtime import rule_config
-from badbuzz.connections import redis_client
-from badbuzz.settings import Settings
+from config.connections import redis_client
+from config.settings import Settings
 from models.preprocess import preprocess
 from models.scorer import Scorer
-from stream import replay as rp
-from stream.counters import Counters, ScoredPost
-from stream.terms import ScopeMatcher, driver_terms
-from stream.windows import GLOBAL_SCOPE, MINUTE_MS
+from badbuzz import replay as rp
+from counting.counters import Counters, ScoredPost
+from counting.terms import ScopeMatcher, driver_terms
+from counting.windows import GLOBAL_SCOPE, MINUTE_MS
 
 # A Monday, so simulated weeks line up with hours of week.
 START = datetime(2025, 1, 6, tzinfo=timezone.utc)

@@ -1,0 +1,1 @@
+"""Development tooling (benchmarks, profiling): not installed with the product."""
