@@ -167,6 +167,7 @@ def worker(model_uri: str | None, web_port: int | None, loglevel: str) -> None:
     from config.topics import ensure_topics
 
     settings = _settings(model_uri=model_uri, web_port=web_port)
+    _check_redis(settings)
     scorer = _serving_scorer(settings)
     click.echo(f"model: {scorer.info.display}")
     # A consumer that starts before its topic exists waits for a metadata refresh before
@@ -177,6 +178,29 @@ def worker(model_uri: str | None, web_port: int | None, loglevel: str) -> None:
         raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); is it running? (badbuzz services up)") from None
     app = create_app(settings, scorer)
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+def _check_redis(settings: Settings) -> None:
+    from redis.exceptions import RedisError
+
+    from config.connections import redis_client
+    from counting.redis_checks import FIX, unsafe_settings
+
+    async def check() -> list[str]:
+        client = redis_client(settings)
+        try:
+            return await unsafe_settings(client)
+        finally:
+            await client.aclose()
+
+    try:
+        problems = asyncio.run(check())
+    except RedisError as exc:
+        raise UserError(f"cannot reach Redis ({exc}); is it running? (badbuzz services up)") from None
+    if problems and not settings.redis_accept_unsafe:
+        raise UserError(f"Redis may lose counts: {'; '.join(problems)}; {FIX}")
+    for problem in problems:
+        logging.getLogger(__name__).warning("Redis may lose counts (accepted by BADBUZZ_REDIS_ACCEPT_UNSAFE): %s", problem)
 
 
 @cli.command()

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     redis_prefix: str = "bb"
     redis_password: SecretStr | None = None
     redis_ssl_ca_file: Path | None = None
+    # A worker refuses a Redis that may evict or forget counters unless this accepts the risk.
+    redis_accept_unsafe: bool = False
 
     # Worker
     app_id: str = "badbuzz-detector"
