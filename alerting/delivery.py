@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # An update whose predecessor is still queued looks again this soon.
 ORDER_WAIT_MS = 500
+# A renewed lease outlasts the send it covers by this much (Redis round trips, clock skew).
+LEASE_MARGIN_S = 5.0
 
 
 class Delivery:
@@ -38,6 +40,7 @@ class Delivery:
         self.send_timeout_s = send_timeout_s
         self.poll_s = poll_s
         self.clock = clock
+        self.lease_s = max(outbox.cfg.lease_s, send_timeout_s + LEASE_MARGIN_S)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -63,12 +66,12 @@ class Delivery:
 
     async def deliver_due(self, sink: AlertSink, *, limit: int = 10) -> int:
         """One pass over the sink's due alerts; returns how many it handled."""
-        ids = await self.outbox.claim(sink.name, now_ms=self._now_ms(), limit=limit)
+        ids, leased_until = await self.outbox.claim(sink.name, now_ms=self._now_ms(), limit=limit, lease_s=self.lease_s)
         for alert_id in ids:
-            await self._deliver(sink, alert_id)
+            await self._deliver(sink, alert_id, leased_until)
         return len(ids)
 
-    async def _deliver(self, sink: AlertSink, alert_id: str) -> None:
+    async def _deliver(self, sink: AlertSink, alert_id: str, leased_until: int) -> None:
         if await self.outbox.is_delivered(sink.name, alert_id):
             await self.outbox.ack(sink.name, alert_id)
             return
@@ -82,6 +85,11 @@ class Delivery:
             if not await self.outbox.is_delivered(sink.name, previous) and await self.outbox.is_queued(sink.name, previous):
                 await self.outbox.defer(sink.name, alert_id, until_ms=self._now_ms() + ORDER_WAIT_MS)
                 return
+        # Earlier sends of this batch may have used up the claim: renew it for this send,
+        # unless another worker has already claimed the alert.
+        if not await self.outbox.renew(sink.name, alert_id, leased_until=leased_until, until_ms=self._now_ms() + int(self.lease_s * 1000)):
+            log.info("alert %s for %s was claimed by another worker while this one was busy", alert_id, sink.name)
+            return
         try:
             await asyncio.wait_for(sink.send(alert), self.send_timeout_s)
         except Exception as exc:  # any sink failure is retried, never raised into the loop

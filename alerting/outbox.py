@@ -4,7 +4,9 @@ An alert enters the outbox in the same atomic step that changes its incident (se
 ``alerting.incidents``), so a crash can neither announce a change twice nor lose it. Each
 sink's queue is a sorted set of alert ids scored by when the next attempt is due; a
 delivery loop claims due ids with a lease (a worker that dies mid-send leaves them due
-again when the lease runs out), sends, and on success marks the id delivered for that
+again when the lease runs out), renews the lease of each id just before sending it — only
+if no one claimed it since (the lease deadline it set is still the id's score) — so a
+batch of slow sends can never outlive its claim and hand an alert to a second sender, and on success marks the id delivered for that
 sink and drops it from the queue — on failure it pushes the due time out with
 exponential backoff. Delivery is at-least-once; the per-sink delivered marker keeps an
 alert id from being sent again by another worker or after a restart.
@@ -29,6 +31,13 @@ return due
 """
 
 # Marks delivered and dequeues in one step, so no other claimant can see it half-done.
+# Compare-and-set on the lease deadline this claimant wrote: a claim by anyone else moved it.
+_RENEW = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
+return 1
+"""
+
 _ACK = """
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[2]))
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -51,7 +60,8 @@ class OutboxConfig:
     retention_s: int = 7 * 24 * 3600
     backoff_s: float = 1.0
     backoff_max_s: float = 300.0
-    # A claim is held this long; longer than one send may take.
+    # A claim is held this long and renewed before each send; Delivery keeps it longer
+    # than one send may take.
     lease_s: float = 30.0
 
 
@@ -79,6 +89,7 @@ class Outbox:
         self.sinks = list(sinks)
         self.cfg = cfg
         self._claim = redis.register_script(_CLAIM)
+        self._renew = redis.register_script(_RENEW)
         self._ack = redis.register_script(_ACK)
         self._retry = redis.register_script(_RETRY)
         # Wake this process's delivery loops as soon as it queues something.
@@ -105,10 +116,15 @@ class Outbox:
         self.notify()
         return True
 
-    async def claim(self, sink: str, *, now_ms: int, limit: int = 10) -> list[str]:
-        lease_until = now_ms + int(self.cfg.lease_s * 1000)
+    async def claim(self, sink: str, *, now_ms: int, limit: int = 10, lease_s: float | None = None) -> tuple[list[str], int]:
+        """Due ids, each leased until the returned deadline (ms)."""
+        lease_until = now_ms + int((lease_s or self.cfg.lease_s) * 1000)
         ids = await self._claim(keys=[self.keys.queue(sink)], args=[now_ms, lease_until, limit])
-        return [i.decode() for i in ids]
+        return [i.decode() for i in ids], lease_until
+
+    async def renew(self, sink: str, alert_id: str, *, leased_until: int, until_ms: int) -> bool:
+        """Extend our lease on ``alert_id``; False when someone else claimed it since."""
+        return bool(await self._renew(keys=[self.keys.queue(sink)], args=[alert_id, leased_until, until_ms]))
 
     async def load(self, alert_id: str) -> Alert | None:
         raw = await self.redis.get(self.keys.alert(alert_id))

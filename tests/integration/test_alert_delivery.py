@@ -208,6 +208,46 @@ async def test_outbox_delivers_exactly_once_per_sink_through_outage_and_restart(
     assert all([await outbox.is_delivered("slack", a.alert_id) for a in alerts])
 
 
+class SlowSink:
+    """A sink whose every send takes ``seconds``; records which worker sent what."""
+
+    def __init__(self, name: str, seconds: float, log: list[tuple[str, str]], worker: str):
+        self.name, self.seconds, self.log, self.worker = name, seconds, log, worker
+
+    async def send(self, alert: Alert) -> None:
+        await asyncio.sleep(self.seconds)
+        self.log.append((self.worker, alert.alert_id))
+
+
+async def test_a_batch_of_slow_sends_never_hands_an_alert_to_a_second_worker(redis, prefix, live_services, monkeypatch):
+    """Ten alerts claimed at once take 10 s to send, four times the lease: without renewal
+    another worker claims the unsent ones when the lease runs out and sends them too."""
+    import alerting.delivery as delivery
+
+    monkeypatch.setattr(delivery, "LEASE_MARGIN_S", 0.5)
+    sent: list[tuple[str, str]] = []
+    cfg = OutboxConfig(retention_s=600, backoff_s=0.05, backoff_max_s=0.2, lease_s=1)
+    outbox = Outbox(redis, prefix=prefix, sinks=["slow"], cfg=cfg)
+    alerts = [alert(incident=f"rate-all-{i}") for i in range(10)]
+    for a in alerts:
+        assert await outbox.enqueue(a, now_ms=int(time.time() * 1000))
+    first = asyncio.create_task(Delivery(outbox, [SlowSink("slow", 1.0, sent, "A")], send_timeout_s=2, poll_s=0.05).run())
+    await _until(lambda: len(sent) >= 1, timeout=10)
+    client = aioredis.Redis.from_url(live_services[1])
+    second = asyncio.create_task(Delivery(Outbox(client, prefix=prefix, sinks=["slow"], cfg=cfg), [SlowSink("slow", 1.0, sent, "B")], send_timeout_s=2, poll_s=0.05).run())
+    try:
+        await _until(lambda: len({i for _, i in sent}) == 10, timeout=30)
+        await asyncio.sleep(3)  # a duplicate send would land within this
+    finally:
+        for task in (first, second):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()
+    ids = [i for _, i in sent]
+    assert sorted(ids) == sorted(a.alert_id for a in alerts)  # each exactly once
+    assert await outbox.pending("slow") == 0
+
+
 async def test_two_workers_opening_the_same_incident_announce_it_once(redis, prefix, live_services):
     cfg = RuleConfig(prior=0.5)
     minute = int(time.time() // 60) - 1
