@@ -51,26 +51,49 @@ DASHBOARD_HTML = Path(__file__).with_name("dashboard.html")
 _LAG_TIMEOUT_S = 5.0
 
 
+# A chart is recomputed at most this often per scope and length, however many viewers.
+CHART_CACHE_S = 2.0
+
+
 class SharedReader:
     """Reads what every worker shares (Redis) for the dashboard and the metrics, through
-    the worker's alerting runtime (same Redis client, key layout and rule settings)."""
+    the worker's alerting runtime (same Redis client, key layout and rule settings).
 
-    def __init__(self, alerting: AlertingRuntime):
+    Charts share the consumer's event loop: one is built at a time (a 48-hour chart is
+    about a second of work), its arithmetic runs in a thread so the loop keeps serving
+    batches, and a result is reused for ``CHART_CACHE_S`` by every request asking for it."""
+
+    def __init__(self, alerting: AlertingRuntime, *, clock=time.monotonic):
         self.alerting = alerting
         self.cfg = alerting.cfg
         self.scopes = alerting.scopes
+        self._clock = clock
+        self._chart_lock = asyncio.Lock()
+        self._charts: dict[tuple[str, int, str], tuple[float, dict]] = {}
+
+    async def windows(self, scope: str, minutes: int, model: str) -> dict:
+        key = (scope, minutes, model)
+        async with self._chart_lock:
+            cached = self._charts.get(key)
+            if cached is not None and self._clock() - cached[0] < CHART_CACHE_S:
+                return cached[1]
+            payload = await self._build_chart(scope, minutes, model)
+            self._charts = {k: v for k, v in self._charts.items() if self._clock() - v[0] < CHART_CACHE_S}
+            self._charts[key] = (self._clock(), payload)
+            return payload
 
     async def end_minute(self) -> tuple[int, int | None]:
         """The newest counted event's minute (the current minute before any post)."""
         watermark = await self.alerting.counters.watermark_ms()
         return minute_of(watermark or int(time.time() * 1000)), watermark or None
 
-    async def windows(self, scope: str, minutes: int, model: str) -> dict:
+    async def _build_chart(self, scope: str, minutes: int, model: str) -> dict:
         end, watermark = await self.end_minute()
         reads = reads_for_chart(end, minutes, self.cfg)
         snapshot = await self.alerting.counters.snapshot(sorted({scope, GLOBAL_SCOPE}), reads.minutes, reads.hours)
         found = await self.alerting.incidents.get_many([(signal, scope) for signal in SIGNALS])
-        return windows_payload(
+        return await asyncio.to_thread(
+            windows_payload,
             scope=scope,
             scopes=self.scopes,
             minute_buckets=snapshot[scope][0],
