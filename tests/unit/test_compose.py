@@ -14,9 +14,10 @@ from pathlib import Path
 import click
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from badbuzz.cli import cli
-from config.settings import Settings
+from config.settings import PROJECT_ROOT, Settings
 from stream.metrics import Metrics, SharedState
 from stream.pipeline import BatchResult, RawMessage
 
@@ -247,9 +248,16 @@ def test_prometheus_alert_rules_use_exported_metrics():
     for rule in rules:
         assert _referenced(rule["expr"]) <= exported, rule["alert"]
         assert rule["annotations"]["summary"]
-    readme = (REPO / "README.md").read_text()
-    missing = [r["alert"] for r in rules if r["alert"] not in readme]
-    assert not missing, f"the README runbook does not cover {missing}"
+    runbook = markdown_section((REPO / "docs/operations.md").read_text(), "## Runbook")
+    missing = [r["alert"] for r in rules if f"**{r['alert']}**" not in runbook]
+    assert not missing, f"the runbook in docs/operations.md does not cover {missing}"
+
+
+def markdown_section(text: str, heading: str) -> str:
+    """The body under ``heading`` up to the next heading of the same level."""
+    assert f"\n{heading}\n" in f"\n{text}", f"no {heading!r} section"
+    level = heading.split(" ", 1)[0]
+    return f"\n{text}".split(f"\n{heading}\n", 1)[1].split(f"\n{level} ", 1)[0]
 
 
 def _compose_binary() -> list[str] | None:
@@ -275,26 +283,79 @@ def test_docker_compose_config_accepts_the_file():
     assert done.returncode == 0, done.stderr
 
 
-def documented_variables(readme: str) -> set[str]:
-    """Variables named in the README's configuration table; ``BADBUZZ_TOPIC_RAW`` /
-    ``_DLQ`` abbreviates ``BADBUZZ_TOPIC_DLQ``."""
-    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    names = set()
-    for line in section.splitlines():
+def configuration_rows(text: str) -> list[tuple[list[str], str]]:
+    """(variables, default cell) per row of the configuration tables; in a first cell
+    ``BADBUZZ_TOPIC_RAW`` / ``_DLQ``, ``_DLQ`` abbreviates ``BADBUZZ_TOPIC_DLQ``."""
+    rows = []
+    for line in text.splitlines():
         if not line.startswith("| `"):
             continue
-        first_cell = line.split("|")[1]
-        full = None
-        for token in re.findall(r"`([A-Z_]+)`", first_cell):
+        cells = line.split("|")
+        names: list[str] = []
+        full = ""
+        for token in re.findall(r"`([A-Z_]+)`", cells[1]):
             if token.startswith("_") and full:
-                names.add(full.rsplit("_", 1)[0] + token)
+                names.append(full.rsplit("_", 1)[0] + token)
             else:
                 full = token
-                names.add(token)
-    return names
+                names.append(token)
+        rows.append((names, cells[2].strip()))
+    return rows
 
 
-def test_every_setting_is_in_the_readme_configuration_table():
-    documented = documented_variables((REPO / "README.md").read_text())
+CONFIGURATION = REPO / "docs/configuration.md"
+
+
+def test_every_setting_is_in_the_configuration_table():
+    documented = {name for names, _ in configuration_rows(CONFIGURATION.read_text()) for name in names}
     missing = sorted(_known_env_names() - documented)
-    assert not missing, f"README's configuration table lacks {missing}"
+    assert not missing, f"docs/configuration.md lacks {missing}"
+
+
+def _documented_default(cell: str) -> object:
+    """``(unset)`` is None, ``(empty…)`` the empty string, otherwise the first code span."""
+    if cell.startswith("(unset)"):
+        return None
+    if cell.startswith("(empty"):
+        return ""
+    spans = re.findall(r"`([^`]*)`", cell)
+    assert spans, cell
+    return spans[0]
+
+
+def _same_default(documented: object, actual: object) -> bool:
+    if documented is None or actual is None:
+        return documented is actual
+    if isinstance(actual, SecretStr):
+        actual = actual.get_secret_value()
+    if isinstance(actual, list):
+        actual = ",".join(actual)
+    if isinstance(actual, Path) and actual.is_relative_to(PROJECT_ROOT):
+        actual = actual.relative_to(PROJECT_ROOT).as_posix()
+    if isinstance(actual, (int, float)) and not isinstance(actual, bool):
+        try:
+            return float(documented) == float(actual)
+        except ValueError:
+            return False
+    return documented == str(actual)
+
+
+def test_the_configuration_table_gives_every_setting_its_true_default():
+    attributes = {
+        field.validation_alias if isinstance(field.validation_alias, str) else f"BADBUZZ_{name.upper()}": name
+        for name, field in Settings.model_fields.items()
+    }
+    # Field defaults only: the environment of the test run must not leak in.
+    defaults = Settings.model_construct()
+    checked = set()
+    for names, cell in configuration_rows(markdown_section(CONFIGURATION.read_text(), "## Settings")):
+        assert names and all(name in attributes for name in names), f"{names}: not all are settings"
+        parts = [part.strip() for part in cell.split(" / ")]
+        if len(parts) == 1:
+            parts *= len(names)
+        assert len(parts) == len(names), f"{names}: {len(names)} variables, defaults {cell!r}"
+        for name, part in zip(names, parts):
+            actual = getattr(defaults, attributes[name])
+            assert _same_default(_documented_default(part), actual), f"{name}: documented {part!r}, default {actual!r}"
+            checked.add(name)
+    assert checked == set(attributes)
