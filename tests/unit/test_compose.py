@@ -332,7 +332,9 @@ def _same_default(documented: object, actual: object) -> bool:
         actual = ",".join(actual)
     if isinstance(actual, Path) and actual.is_relative_to(PROJECT_ROOT):
         actual = actual.relative_to(PROJECT_ROOT).as_posix()
-    if isinstance(actual, (int, float)) and not isinstance(actual, bool):
+    if isinstance(actual, bool):
+        return documented == str(actual).lower()
+    if isinstance(actual, (int, float)):
         try:
             return float(documented) == float(actual)
         except ValueError:
