@@ -15,5 +15,5 @@ services-up: setup
 services-down:
 	.venv/bin/badbuzz services down
 
-retrain:  ## retrain from feedback when the trigger policy says so (schedule it: README "Model lifecycle")
+retrain:  ## retrain from feedback when the trigger policy says so (schedule it: docs/models.md, "Model lifecycle")
 	.venv/bin/badbuzz retrain --if-needed

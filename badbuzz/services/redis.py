@@ -1,4 +1,4 @@
-"""Redis: ``redis-server`` on 127.0.0.1 without persistence."""
+"""Redis: ``redis-server`` on 127.0.0.1 with an append-only file synced every second."""
 from __future__ import annotations
 
 import shutil

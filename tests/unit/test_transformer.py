@@ -96,7 +96,7 @@ def test_onnx_fp32_and_int8_agree_with_torch(tuned, graphs, bundle, parity_batch
     # This barely trained model keeps its logits small, and int8 moves its P(negative) by
     # under 0.01. A trained model's confident logits move further: on the 1,080 test posts
     # the full negative_vs_positive model moved by 0.0025 on average, 0.05 at the 99th
-    # percentile and 0.21 at most, flipping 0.4% of labels and no accuracy (README).
+    # percentile and 0.21 at most, flipping 0.4% of labels and no accuracy (docs/models.md).
     int8_error = np.abs(int8_scores - expected)
     assert int8_error.mean() < 0.01
     assert int8_error.max() < 0.05
