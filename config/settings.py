@@ -56,6 +56,14 @@ class Settings(BaseSettings):
 
     # Worker
     app_id: str = "badbuzz-detector"
+    # Static group membership: a stable name per worker (its pod name) hands a restarted
+    # worker its partitions back at once, with no rebalance of the others; unset, each start
+    # joins as a new member. Two running workers must never share one.
+    group_instance_id: str = ""
+    # A worker that stops heartbeating loses its partitions after this (Faust's default, 60 s,
+    # left a killed worker's partitions idle for a minute).
+    kafka_session_timeout_s: float = Field(default=10.0, gt=0)
+    kafka_heartbeat_interval_s: float = Field(default=3.0, gt=0)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_size: int = 256
