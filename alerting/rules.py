@@ -17,12 +17,15 @@ An episode opens at a severity tier (watch < warning < critical, by size of the 
 and volume), sends one ``escalated`` update each time its tier rises, and resolves with
 hysteresis (the rise must fall below ``resolve_fraction`` of the opening threshold).
 For ``cooldown_min`` minutes after it resolves, a new trigger reopens the same episode
-(same incident id, ``reopened``) instead of paging afresh."""
+(same incident id, ``reopened``) instead of paging afresh. That life cycle (``transition``)
+is shared by every signal, model quality and drift included: each supplies only its
+assessment."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Callable
 
 from scipy.stats import binom, poisson
 
@@ -153,6 +156,9 @@ class Baseline:
     source: str = "none"  # trailing | seasonal | prior | none
     posts: int = 0
 
+
+# The baseline of signals not measured against one (model quality, drift).
+NO_BASELINE = Baseline(None, None)
 
 def estimate_baseline(history: History, cfg: RuleConfig) -> Baseline:
     """Trailing: the exponentially weighted rate (and volume) of the recent slots.
@@ -347,24 +353,36 @@ class Decision:
     assessment: Assessment
 
 
-def decide(signal: Signal, obs: Observation, episode: Episode | None, cfg: RuleConfig) -> Decision | None:
-    """What to announce for one signal of one scope at ``obs.minute`` (None: nothing)."""
-    fresh = episode is None or (
-        episode.resolved_minute is not None and obs.minute - episode.resolved_minute >= cfg.cooldown_min
-    )
-    baseline = obs.baseline if fresh else episode.baseline
-    assessment = _assess(signal, obs, baseline, cfg)
+def transition(
+    episode: Episode | None, minute: int, cooldown_min: int, baseline: Baseline, assess: Callable[[Baseline], Assessment | None]
+) -> Decision | None:
+    """The incident state machine every signal shares: what to announce at ``minute``
+    (None: nothing), given the signal's assessment against a baseline (None: it cannot
+    judge this time, which changes nothing).
+
+    With no episode, or one resolved at least ``cooldown_min`` minutes ago, an elevated
+    assessment against the current ``baseline`` opens a new one. Within the cool-down an
+    elevated assessment against the episode's frozen baseline reopens it. An open episode
+    resolves once clear, and escalates when its tier rises (never when it falls)."""
+    fresh = episode is None or (episode.resolved_minute is not None and minute - episode.resolved_minute >= cooldown_min)
+    against = baseline if fresh else episode.baseline
+    assessment = assess(against)
     if assessment is None:
         return None
     if fresh or not episode.is_open:
         if not assessment.elevated:
             return None
-        return Decision(Action.OPEN if fresh else Action.REOPEN, assessment.severity, baseline, assessment)
+        return Decision(Action.OPEN if fresh else Action.REOPEN, assessment.severity, against, assessment)
     if assessment.clear:
-        return Decision(Action.RESOLVE, episode.severity, baseline, assessment)
+        return Decision(Action.RESOLVE, episode.severity, against, assessment)
     if assessment.elevated and assessment.severity.rank > episode.severity.rank:
-        return Decision(Action.ESCALATE, assessment.severity, baseline, assessment)
+        return Decision(Action.ESCALATE, assessment.severity, against, assessment)
     return None
+
+
+def decide(signal: Signal, obs: Observation, episode: Episode | None, cfg: RuleConfig) -> Decision | None:
+    """What to announce for one signal of one scope at ``obs.minute`` (None: nothing)."""
+    return transition(episode, obs.minute, cfg.cooldown_min, obs.baseline, lambda baseline: _assess(signal, obs, baseline, cfg))
 
 
 def _assess(signal: Signal, obs: Observation, baseline: Baseline, cfg: RuleConfig) -> Assessment | None:
@@ -396,16 +414,4 @@ def decide_model_quality(wrong: int, episode: Episode | None, minute: int, cfg: 
     threshold = cfg.model_wrong_threshold
     severity = Severity.CRITICAL if wrong > 2 * threshold else Severity.WARNING if wrong > threshold else None
     assessment = Assessment(severity is not None, wrong <= threshold * cfg.resolve_fraction, severity, 1.0, float(wrong))
-    fresh = episode is None or (
-        episode.resolved_minute is not None and minute - episode.resolved_minute >= cfg.cooldown_min
-    )
-    none = Baseline(None, None)
-    if fresh or not episode.is_open:
-        if severity is None:
-            return None
-        return Decision(Action.OPEN if fresh else Action.REOPEN, severity, none, assessment)
-    if assessment.clear:
-        return Decision(Action.RESOLVE, episode.severity, none, assessment)
-    if severity is not None and severity.rank > episode.severity.rank:
-        return Decision(Action.ESCALATE, severity, none, assessment)
-    return None
+    return transition(episode, minute, cfg.cooldown_min, NO_BASELINE, lambda _: assessment)

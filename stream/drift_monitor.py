@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from alerting.alert import Alert
 from alerting.incidents import IncidentStore, model_quality_alert, next_incident
-from alerting.rules import Action, Assessment, Baseline, Decision, Episode, Severity, Signal
+from alerting.rules import NO_BASELINE, Action, Assessment, Decision, Episode, Severity, Signal, transition
 from models.drift import (
     BINS, DriftReference, DriftStatus, VocabularyDrift, assess, bin_counts, read_reference, token_counts, vocabulary_drift,
 )
@@ -84,17 +84,7 @@ def decide_drift(status: DriftStatus, episode: Episode | None, minute: int, th: 
     severity = severity_of(status, th)
     clear = (status.psi or 0.0) < th.psi * th.resolve_fraction and (status.oov_rate or 0.0) < th.oov * th.resolve_fraction
     assessment = Assessment(severity is not None, clear, severity, 1.0, status.psi or 0.0)
-    none = Baseline(None, None)
-    fresh = episode is None or (episode.resolved_minute is not None and minute - episode.resolved_minute >= th.cooldown_min)
-    if fresh or not episode.is_open:
-        if severity is None:
-            return None
-        return Decision(Action.OPEN if fresh else Action.REOPEN, severity, none, assessment)
-    if clear:
-        return Decision(Action.RESOLVE, episode.severity, none, assessment)
-    if severity is not None and severity.rank > episode.severity.rank:
-        return Decision(Action.ESCALATE, severity, none, assessment)
-    return None
+    return transition(episode, minute, th.cooldown_min, NO_BASELINE, lambda _: assessment)
 
 
 def version_key(info: ModelInfo) -> str:
