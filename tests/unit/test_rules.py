@@ -6,6 +6,7 @@ import pytest
 
 from alerting.rules import (
     Action,
+    Assessment,
     Baseline,
     Episode,
     History,
@@ -19,6 +20,7 @@ from alerting.rules import (
     decide_model_quality,
     estimate_baseline,
     poisson_p_value,
+    transition,
 )
 from counting.windows import WindowStats
 
@@ -219,3 +221,41 @@ def test_config_validation():
     with pytest.raises(ValueError):
         RuleConfig(short_window_min=0)
     assert RuleConfig(short_window_min=20, window_min=15).short_window_min == 15
+
+
+def _assessment(severity=None, clear=False):
+    return Assessment(severity is not None, clear, severity, 1.0, 0.0)
+
+
+def test_the_shared_state_machine_opens_escalates_and_resolves():
+    now = Baseline(0.6, 40.0)
+    opened = transition(None, 100, 30, now, lambda _: _assessment(Severity.WATCH))
+    assert (opened.action, opened.severity, opened.baseline) == (Action.OPEN, Severity.WATCH, now)
+    assert transition(None, 100, 30, now, lambda _: _assessment()) is None
+    episode = Episode(Severity.WARNING, Baseline(0.5, 30.0), 90)
+    assert transition(episode, 100, 30, now, lambda _: _assessment(Severity.WARNING)) is None
+    assert transition(episode, 100, 30, now, lambda _: _assessment(Severity.WATCH)) is None
+    escalated = transition(episode, 100, 30, now, lambda _: _assessment(Severity.CRITICAL))
+    assert (escalated.action, escalated.severity) == (Action.ESCALATE, Severity.CRITICAL)
+    # Resolving announces the tier the episode had, not the assessment's.
+    resolved = transition(episode, 100, 30, now, lambda _: _assessment(clear=True))
+    assert (resolved.action, resolved.severity) == (Action.RESOLVE, Severity.WARNING)
+    # A signal that cannot judge this time changes nothing, even while open.
+    assert transition(episode, 100, 30, now, lambda _: None) is None
+
+
+def test_the_shared_state_machine_reopens_within_the_cool_down_against_the_frozen_baseline():
+    frozen, now = Baseline(0.5, 30.0), Baseline(0.6, 40.0)
+    resolved = Episode(Severity.WARNING, frozen, 50, resolved_minute=80)
+    judged = []
+
+    def assess(baseline):
+        judged.append(baseline)
+        return _assessment(Severity.WATCH)
+
+    reopened = transition(resolved, 109, 30, now, assess)
+    assert (reopened.action, reopened.severity, reopened.baseline) == (Action.REOPEN, Severity.WATCH, frozen)
+    assert transition(resolved, 109, 30, now, lambda _: _assessment(clear=True)) is None  # already resolved
+    fresh = transition(resolved, 110, 30, now, assess)
+    assert (fresh.action, fresh.baseline) == (Action.OPEN, now)
+    assert judged == [frozen, now]
