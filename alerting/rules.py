@@ -29,6 +29,7 @@ from typing import Callable
 
 from scipy.stats import binom, poisson
 
+from config.settings import Settings
 from counting.windows import WindowStats
 
 
@@ -60,46 +61,76 @@ class Action(str, Enum):
 
 @dataclass(frozen=True)
 class RuleConfig:
-    short_window_min: int = 5
-    window_min: int = 15
-    min_volume: int = 30
+    """The rule's settings (``BADBUZZ_ALERT_*``; their defaults live in ``Settings``)."""
+
+    short_window_min: int
+    window_min: int
+    min_volume: int
     # Rise of the negative rate over baseline, in rate points, for each tier; warning and
-    # critical also need that many posts in the long window. The opening margin sits a
-    # little below the 15-point lift the rule promises to catch: what it observes is the
-    # lift plus the calm posts' sampling noise (see README, "bench-alerts").
-    margin: float = 0.13
-    warning_margin: float = 0.20
-    critical_margin: float = 0.30
-    warning_volume: int = 100
-    critical_volume: int = 300
-    floor: float = 0.20
+    # critical also need that many posts in the long window.
+    margin: float
+    warning_margin: float
+    critical_margin: float
+    warning_volume: int
+    critical_volume: int
+    floor: float
     # Baseline rate assumed while a scope has too little history. None: a scope does not
     # alert on its rate until it has history (a freshly watched term is not an incident).
-    prior: float | None = None
-    p_value: float = 0.0002
+    prior: float | None
+    p_value: float
     # Resolution needs the rise (or the volume excess) below this share of the opening
     # threshold: a rate hovering at the threshold neither flaps nor resolves.
-    resolve_fraction: float = 0.5
-    cooldown_min: int = 30
+    resolve_fraction: float
+    cooldown_min: int
     # Volume spike: the long window holds this many times the expected posts.
-    volume_factor: float = 3.0
-    volume_warning_factor: float = 5.0
-    volume_critical_factor: float = 10.0
+    volume_factor: float
+    volume_warning_factor: float
+    volume_critical_factor: float
     # Baseline: exponentially weighted over the trailing hours before the long window,
     # raised to the median of the same hours of week in earlier weeks when enough of
     # them have data.
-    baseline_hours: int = 24
-    baseline_half_life_h: float = 6.0
-    seasonal_weeks: int = 4
-    seasonal_min_weeks: int = 2
+    baseline_hours: int
+    baseline_half_life_h: float
+    seasonal_weeks: int
+    seasonal_min_weeks: int
     # Live minutes of history needed before the volume baseline is trusted.
-    baseline_min_minutes: int = 60
+    baseline_min_minutes: int
     # The minutes just before the long window: their negative posts are the reference
     # the alert's driver terms are compared with.
-    baseline_min: int = 60
+    baseline_min: int
     # Model quality: more than this many wrong-prediction feedbacks in the window.
-    model_wrong_threshold: int = 10
-    model_window_min: int = 15
+    model_wrong_threshold: int
+    model_window_min: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuleConfig:
+        s = settings
+        return cls(
+            short_window_min=s.alert_short_window_min,
+            window_min=s.alert_window_min,
+            min_volume=s.alert_min_volume,
+            margin=s.alert_margin,
+            warning_margin=s.alert_warning_margin,
+            critical_margin=s.alert_critical_margin,
+            warning_volume=s.alert_warning_volume,
+            critical_volume=s.alert_critical_volume,
+            floor=s.alert_floor,
+            prior=s.alert_prior,
+            p_value=s.alert_p_value,
+            resolve_fraction=s.alert_resolve_fraction,
+            cooldown_min=s.alert_cooldown_min,
+            volume_factor=s.alert_volume_factor,
+            volume_warning_factor=s.alert_volume_warning_factor,
+            volume_critical_factor=s.alert_volume_critical_factor,
+            baseline_hours=s.alert_baseline_hours,
+            baseline_half_life_h=s.alert_baseline_half_life_h,
+            seasonal_weeks=s.alert_seasonal_weeks,
+            seasonal_min_weeks=s.alert_seasonal_min_weeks,
+            baseline_min_minutes=s.alert_baseline_min_minutes,
+            baseline_min=s.baseline_window_min,
+            model_wrong_threshold=s.alert_model_wrong_threshold,
+            model_window_min=s.alert_model_window_min,
+        )
 
     def __post_init__(self) -> None:
         if not 0 < self.margin <= self.warning_margin <= self.critical_margin:

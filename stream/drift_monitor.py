@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from alerting.alert import Alert
 from alerting.incidents import IncidentStore, model_quality_alert, next_incident
 from alerting.rules import NO_BASELINE, Action, Assessment, Decision, Episode, Severity, Signal, transition
+from config.settings import Settings
 from models.drift import (
     BINS, DriftReference, DriftStatus, VocabularyDrift, assess, bin_counts, read_reference, token_counts, vocabulary_drift,
 )
@@ -61,10 +62,19 @@ return 1
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    psi: float = 0.25
-    oov: float = 0.30
-    resolve_fraction: float = 0.5
-    cooldown_min: int = 30
+    psi: float
+    oov: float
+    resolve_fraction: float
+    cooldown_min: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DriftThresholds:
+        return cls(
+            psi=settings.drift_psi_alert,
+            oov=settings.drift_oov_alert,
+            resolve_fraction=settings.alert_resolve_fraction,
+            cooldown_min=settings.alert_cooldown_min,
+        )
 
 
 def severity_of(status: DriftStatus, th: DriftThresholds) -> Severity | None:

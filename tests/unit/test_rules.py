@@ -11,7 +11,6 @@ from alerting.rules import (
     Episode,
     History,
     Observation,
-    RuleConfig,
     Severity,
     Signal,
     Slot,
@@ -23,9 +22,10 @@ from alerting.rules import (
     transition,
 )
 from counting.windows import WindowStats
+from tests.configs import rule_config
 
 # The thresholds spelled out, so the expectations below do not move with the defaults.
-CFG = RuleConfig(margin=0.15, warning_margin=0.20, critical_margin=0.30, warning_volume=100, critical_volume=300, p_value=0.001, prior=0.50)
+CFG = rule_config(margin=0.15, warning_margin=0.20, critical_margin=0.30, warning_volume=100, critical_volume=300, p_value=0.001, prior=0.50)
 RATE, VOLUME = Signal.NEGATIVE_RATE, Signal.VOLUME
 
 
@@ -162,9 +162,9 @@ def test_volume_resolution_hysteresis():
 
 def test_baseline_sources_floor_and_prior():
     assert estimate_baseline(History(), CFG) == Baseline(0.5, None, "prior", 0)
-    assert estimate_baseline(History(), RuleConfig()) == Baseline(None, None, "none", 0)
+    assert estimate_baseline(History(), rule_config()) == Baseline(None, None, "none", 0)
     thin = History((Slot(1.0, 29, 29, 60),))
-    assert estimate_baseline(thin, RuleConfig()).rate is None
+    assert estimate_baseline(thin, rule_config()).rate is None
     low = History((Slot(1.0, 1000, 50, 60),))
     assert estimate_baseline(low, CFG) == Baseline(0.20, 1000 / 60, "trailing", 1000)
 
@@ -202,7 +202,7 @@ def test_seasonal_needs_enough_weeks_and_counterparts():
 
 
 def test_model_quality_rule():
-    cfg = RuleConfig(model_wrong_threshold=10)
+    cfg = rule_config(model_wrong_threshold=10)
     assert decide_model_quality(10, None, 0, cfg) is None
     opened = decide_model_quality(11, None, 0, cfg)
     assert (opened.action, opened.severity) == (Action.OPEN, Severity.WARNING)
@@ -215,12 +215,12 @@ def test_model_quality_rule():
 
 def test_config_validation():
     with pytest.raises(ValueError):
-        RuleConfig(margin=0.4, critical_margin=0.3)
+        rule_config(margin=0.4, critical_margin=0.3)
     with pytest.raises(ValueError):
-        RuleConfig(volume_factor=1.0)
+        rule_config(volume_factor=1.0)
     with pytest.raises(ValueError):
-        RuleConfig(short_window_min=0)
-    assert RuleConfig(short_window_min=20, window_min=15).short_window_min == 15
+        rule_config(short_window_min=0)
+    assert rule_config(short_window_min=20, window_min=15).short_window_min == 15
 
 
 def _assessment(severity=None, clear=False):
