@@ -31,7 +31,7 @@ class Delivery:
         outbox: Outbox,
         sinks: Sequence[AlertSink],
         *,
-        send_timeout_s: float = 15.0,
+        send_timeout_s: float,
         poll_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ):

@@ -20,6 +20,7 @@ from alerting.drivers import over_represented
 from alerting.history import baseline_at, long_window_start, observe, reads_for
 from alerting.incidents import Incident, IncidentStore, next_incident
 from alerting.rules import Baseline, Decision, Observation, RuleConfig, Signal, decide
+from config.settings import Settings
 from models.scorer import ModelInfo
 from counting.counters import Counters, HourBucket
 from counting.windows import GLOBAL_SCOPE, minute_of
@@ -33,9 +34,13 @@ WINDOW_SIGNALS = (Signal.NEGATIVE_RATE, Signal.VOLUME)
 class AlertContent:
     """What every alert carries besides the rule's numbers."""
 
-    top_terms: int = 8
-    examples: int = 5
-    link_template: str = ""  # may use {incident_id} and {alert_id}
+    top_terms: int
+    examples: int
+    link_template: str  # may use {incident_id} and {alert_id}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertContent:
+        return cls(top_terms=settings.alert_top_terms, examples=settings.alert_examples, link_template=settings.alert_link_template)
 
     def link(self, incident_id: str, alert_id: str) -> str:
         return self.link_template.format(incident_id=incident_id, alert_id=alert_id) if self.link_template else ""
@@ -69,8 +74,8 @@ class Escalator:
         scopes: Sequence[str],
         model_info: Callable[[], ModelInfo],
         *,
-        content: AlertContent = AlertContent(),
-        idle_s: float = 120.0,
+        content: AlertContent,
+        idle_s: float,
         clock: Callable[[], float] = time.time,
     ):
         self.counters = counters

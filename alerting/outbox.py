@@ -23,6 +23,7 @@ from typing import Sequence
 import redis.asyncio as aioredis
 
 from alerting.alert import Alert
+from config.settings import Settings
 
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -57,12 +58,21 @@ return attempts
 
 @dataclass(frozen=True)
 class OutboxConfig:
-    retention_s: int = 7 * 24 * 3600
-    backoff_s: float = 1.0
-    backoff_max_s: float = 300.0
+    retention_s: int
+    backoff_s: float
+    backoff_max_s: float
     # A claim is held this long and renewed before each send; Delivery keeps it longer
     # than one send may take.
-    lease_s: float = 30.0
+    lease_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboxConfig:
+        return cls(
+            retention_s=settings.outbox_retention_s,
+            backoff_s=settings.outbox_backoff_s,
+            backoff_max_s=settings.outbox_backoff_max_s,
+            lease_s=settings.outbox_send_timeout_s + 15,
+        )
 
 
 class OutboxKeys:
@@ -83,7 +93,7 @@ class OutboxKeys:
 
 
 class Outbox:
-    def __init__(self, redis: aioredis.Redis, *, prefix: str, sinks: Sequence[str], cfg: OutboxConfig = OutboxConfig()):
+    def __init__(self, redis: aioredis.Redis, *, prefix: str, sinks: Sequence[str], cfg: OutboxConfig):
         self.redis = redis
         self.keys = OutboxKeys(prefix)
         self.sinks = list(sinks)

@@ -17,15 +17,19 @@ An episode opens at a severity tier (watch < warning < critical, by size of the 
 and volume), sends one ``escalated`` update each time its tier rises, and resolves with
 hysteresis (the rise must fall below ``resolve_fraction`` of the opening threshold).
 For ``cooldown_min`` minutes after it resolves, a new trigger reopens the same episode
-(same incident id, ``reopened``) instead of paging afresh."""
+(same incident id, ``reopened``) instead of paging afresh. That life cycle (``transition``)
+is shared by every signal, model quality and drift included: each supplies only its
+assessment."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Callable
 
 from scipy.stats import binom, poisson
 
+from config.settings import Settings
 from counting.windows import WindowStats
 
 
@@ -57,46 +61,76 @@ class Action(str, Enum):
 
 @dataclass(frozen=True)
 class RuleConfig:
-    short_window_min: int = 5
-    window_min: int = 15
-    min_volume: int = 30
+    """The rule's settings (``BADBUZZ_ALERT_*``; their defaults live in ``Settings``)."""
+
+    short_window_min: int
+    window_min: int
+    min_volume: int
     # Rise of the negative rate over baseline, in rate points, for each tier; warning and
-    # critical also need that many posts in the long window. The opening margin sits a
-    # little below the 15-point lift the rule promises to catch: what it observes is the
-    # lift plus the calm posts' sampling noise (see README, "bench-alerts").
-    margin: float = 0.13
-    warning_margin: float = 0.20
-    critical_margin: float = 0.30
-    warning_volume: int = 100
-    critical_volume: int = 300
-    floor: float = 0.20
+    # critical also need that many posts in the long window.
+    margin: float
+    warning_margin: float
+    critical_margin: float
+    warning_volume: int
+    critical_volume: int
+    floor: float
     # Baseline rate assumed while a scope has too little history. None: a scope does not
     # alert on its rate until it has history (a freshly watched term is not an incident).
-    prior: float | None = None
-    p_value: float = 0.0002
+    prior: float | None
+    p_value: float
     # Resolution needs the rise (or the volume excess) below this share of the opening
     # threshold: a rate hovering at the threshold neither flaps nor resolves.
-    resolve_fraction: float = 0.5
-    cooldown_min: int = 30
+    resolve_fraction: float
+    cooldown_min: int
     # Volume spike: the long window holds this many times the expected posts.
-    volume_factor: float = 3.0
-    volume_warning_factor: float = 5.0
-    volume_critical_factor: float = 10.0
+    volume_factor: float
+    volume_warning_factor: float
+    volume_critical_factor: float
     # Baseline: exponentially weighted over the trailing hours before the long window,
     # raised to the median of the same hours of week in earlier weeks when enough of
     # them have data.
-    baseline_hours: int = 24
-    baseline_half_life_h: float = 6.0
-    seasonal_weeks: int = 4
-    seasonal_min_weeks: int = 2
+    baseline_hours: int
+    baseline_half_life_h: float
+    seasonal_weeks: int
+    seasonal_min_weeks: int
     # Live minutes of history needed before the volume baseline is trusted.
-    baseline_min_minutes: int = 60
+    baseline_min_minutes: int
     # The minutes just before the long window: their negative posts are the reference
     # the alert's driver terms are compared with.
-    baseline_min: int = 60
+    baseline_min: int
     # Model quality: more than this many wrong-prediction feedbacks in the window.
-    model_wrong_threshold: int = 10
-    model_window_min: int = 15
+    model_wrong_threshold: int
+    model_window_min: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuleConfig:
+        s = settings
+        return cls(
+            short_window_min=s.alert_short_window_min,
+            window_min=s.alert_window_min,
+            min_volume=s.alert_min_volume,
+            margin=s.alert_margin,
+            warning_margin=s.alert_warning_margin,
+            critical_margin=s.alert_critical_margin,
+            warning_volume=s.alert_warning_volume,
+            critical_volume=s.alert_critical_volume,
+            floor=s.alert_floor,
+            prior=s.alert_prior,
+            p_value=s.alert_p_value,
+            resolve_fraction=s.alert_resolve_fraction,
+            cooldown_min=s.alert_cooldown_min,
+            volume_factor=s.alert_volume_factor,
+            volume_warning_factor=s.alert_volume_warning_factor,
+            volume_critical_factor=s.alert_volume_critical_factor,
+            baseline_hours=s.alert_baseline_hours,
+            baseline_half_life_h=s.alert_baseline_half_life_h,
+            seasonal_weeks=s.alert_seasonal_weeks,
+            seasonal_min_weeks=s.alert_seasonal_min_weeks,
+            baseline_min_minutes=s.alert_baseline_min_minutes,
+            baseline_min=s.baseline_window_min,
+            model_wrong_threshold=s.alert_model_wrong_threshold,
+            model_window_min=s.alert_model_window_min,
+        )
 
     def __post_init__(self) -> None:
         if not 0 < self.margin <= self.warning_margin <= self.critical_margin:
@@ -153,6 +187,9 @@ class Baseline:
     source: str = "none"  # trailing | seasonal | prior | none
     posts: int = 0
 
+
+# The baseline of signals not measured against one (model quality, drift).
+NO_BASELINE = Baseline(None, None)
 
 def estimate_baseline(history: History, cfg: RuleConfig) -> Baseline:
     """Trailing: the exponentially weighted rate (and volume) of the recent slots.
@@ -347,24 +384,36 @@ class Decision:
     assessment: Assessment
 
 
-def decide(signal: Signal, obs: Observation, episode: Episode | None, cfg: RuleConfig) -> Decision | None:
-    """What to announce for one signal of one scope at ``obs.minute`` (None: nothing)."""
-    fresh = episode is None or (
-        episode.resolved_minute is not None and obs.minute - episode.resolved_minute >= cfg.cooldown_min
-    )
-    baseline = obs.baseline if fresh else episode.baseline
-    assessment = _assess(signal, obs, baseline, cfg)
+def transition(
+    episode: Episode | None, minute: int, cooldown_min: int, baseline: Baseline, assess: Callable[[Baseline], Assessment | None]
+) -> Decision | None:
+    """The incident state machine every signal shares: what to announce at ``minute``
+    (None: nothing), given the signal's assessment against a baseline (None: it cannot
+    judge this time, which changes nothing).
+
+    With no episode, or one resolved at least ``cooldown_min`` minutes ago, an elevated
+    assessment against the current ``baseline`` opens a new one. Within the cool-down an
+    elevated assessment against the episode's frozen baseline reopens it. An open episode
+    resolves once clear, and escalates when its tier rises (never when it falls)."""
+    fresh = episode is None or (episode.resolved_minute is not None and minute - episode.resolved_minute >= cooldown_min)
+    against = baseline if fresh else episode.baseline
+    assessment = assess(against)
     if assessment is None:
         return None
     if fresh or not episode.is_open:
         if not assessment.elevated:
             return None
-        return Decision(Action.OPEN if fresh else Action.REOPEN, assessment.severity, baseline, assessment)
+        return Decision(Action.OPEN if fresh else Action.REOPEN, assessment.severity, against, assessment)
     if assessment.clear:
-        return Decision(Action.RESOLVE, episode.severity, baseline, assessment)
+        return Decision(Action.RESOLVE, episode.severity, against, assessment)
     if assessment.elevated and assessment.severity.rank > episode.severity.rank:
-        return Decision(Action.ESCALATE, assessment.severity, baseline, assessment)
+        return Decision(Action.ESCALATE, assessment.severity, against, assessment)
     return None
+
+
+def decide(signal: Signal, obs: Observation, episode: Episode | None, cfg: RuleConfig) -> Decision | None:
+    """What to announce for one signal of one scope at ``obs.minute`` (None: nothing)."""
+    return transition(episode, obs.minute, cfg.cooldown_min, obs.baseline, lambda baseline: _assess(signal, obs, baseline, cfg))
 
 
 def _assess(signal: Signal, obs: Observation, baseline: Baseline, cfg: RuleConfig) -> Assessment | None:
@@ -396,16 +445,4 @@ def decide_model_quality(wrong: int, episode: Episode | None, minute: int, cfg: 
     threshold = cfg.model_wrong_threshold
     severity = Severity.CRITICAL if wrong > 2 * threshold else Severity.WARNING if wrong > threshold else None
     assessment = Assessment(severity is not None, wrong <= threshold * cfg.resolve_fraction, severity, 1.0, float(wrong))
-    fresh = episode is None or (
-        episode.resolved_minute is not None and minute - episode.resolved_minute >= cfg.cooldown_min
-    )
-    none = Baseline(None, None)
-    if fresh or not episode.is_open:
-        if severity is None:
-            return None
-        return Decision(Action.OPEN if fresh else Action.REOPEN, severity, none, assessment)
-    if assessment.clear:
-        return Decision(Action.RESOLVE, episode.severity, none, assessment)
-    if severity is not None and severity.rank > episode.severity.rank:
-        return Decision(Action.ESCALATE, severity, none, assessment)
-    return None
+    return transition(episode, minute, cfg.cooldown_min, NO_BASELINE, lambda _: assessment)

@@ -29,45 +29,6 @@ log = logging.getLogger(__name__)
 Publish = Callable[[bytes, bytes], Awaitable[None]]
 
 
-def rule_config(settings: Settings) -> RuleConfig:
-    s = settings
-    return RuleConfig(
-        short_window_min=s.alert_short_window_min,
-        window_min=s.alert_window_min,
-        min_volume=s.alert_min_volume,
-        margin=s.alert_margin,
-        warning_margin=s.alert_warning_margin,
-        critical_margin=s.alert_critical_margin,
-        warning_volume=s.alert_warning_volume,
-        critical_volume=s.alert_critical_volume,
-        floor=s.alert_floor,
-        prior=s.alert_prior,
-        p_value=s.alert_p_value,
-        resolve_fraction=s.alert_resolve_fraction,
-        cooldown_min=s.alert_cooldown_min,
-        volume_factor=s.alert_volume_factor,
-        volume_warning_factor=s.alert_volume_warning_factor,
-        volume_critical_factor=s.alert_volume_critical_factor,
-        baseline_hours=s.alert_baseline_hours,
-        baseline_half_life_h=s.alert_baseline_half_life_h,
-        seasonal_weeks=s.alert_seasonal_weeks,
-        seasonal_min_weeks=s.alert_seasonal_min_weeks,
-        baseline_min_minutes=s.alert_baseline_min_minutes,
-        baseline_min=s.baseline_window_min,
-        model_wrong_threshold=s.alert_model_wrong_threshold,
-        model_window_min=s.alert_model_window_min,
-    )
-
-
-def outbox_config(settings: Settings) -> OutboxConfig:
-    return OutboxConfig(
-        retention_s=settings.outbox_retention_s,
-        backoff_s=settings.outbox_backoff_s,
-        backoff_max_s=settings.outbox_backoff_max_s,
-        lease_s=settings.outbox_send_timeout_s + 15,
-    )
-
-
 def hour_ttl_s(settings: Settings) -> int:
     """Hourly rollups must reach back over the seasonal lookback (plus a day of slack)."""
     return (settings.alert_seasonal_weeks * 7 + 1) * 24 * 3600
@@ -104,7 +65,7 @@ class AlertingRuntime:
         self.model_info = model_info
         self.on_announced = on_announced
         self.scopes = list(scopes) if scopes is not None else ScopeMatcher(settings.watch_terms).scopes
-        self.cfg = rule_config(settings)
+        self.cfg = RuleConfig.from_settings(settings)
 
     @cached_property
     def redis(self) -> aioredis.Redis:
@@ -123,7 +84,7 @@ class AlertingRuntime:
 
     @cached_property
     def outbox(self) -> Outbox:
-        return Outbox(self.redis, prefix=self.settings.redis_prefix, sinks=[s.name for s in self.sinks], cfg=outbox_config(self.settings))
+        return Outbox(self.redis, prefix=self.settings.redis_prefix, sinks=[s.name for s in self.sinks], cfg=OutboxConfig.from_settings(self.settings))
 
     @cached_property
     def incidents(self) -> IncidentStore:
@@ -134,8 +95,9 @@ class AlertingRuntime:
     @cached_property
     def escalator(self) -> Escalator:
         s = self.settings
-        content = AlertContent(top_terms=s.alert_top_terms, examples=s.alert_examples, link_template=s.alert_link_template)
-        return Escalator(self.counters, self.incidents, self.cfg, self.scopes, self.model_info, content=content, idle_s=s.alert_idle_s)
+        return Escalator(
+            self.counters, self.incidents, self.cfg, self.scopes, self.model_info, content=AlertContent.from_settings(s), idle_s=s.alert_idle_s,
+        )
 
     @cached_property
     def delivery(self) -> Delivery:

@@ -31,8 +31,8 @@ from typing import Callable, Sequence
 
 from alerting.escalation import AlertContent, Escalator
 from alerting.incidents import IncidentStore
-from alerting.outbox import Outbox
-from alerting.runtime import rule_config
+from alerting.outbox import Outbox, OutboxConfig
+from alerting.rules import RuleConfig
 from config.connections import redis_client
 from config.settings import Settings
 from models.preprocess import preprocess
@@ -121,7 +121,7 @@ class Traffic:
 async def run_alert_bench(
     settings: Settings, scorer: Scorer, *, days: int, warmup_days: int, bursts_per_size: int, say: Callable[[str], None], seed: int = 7
 ) -> None:
-    cfg = rule_config(settings)
+    cfg = RuleConfig.from_settings(settings)
     # Every incident change would be logged: the tables below say it all.
     logging.getLogger("alerting.escalation").setLevel(logging.WARNING)
     say(f"model {scorer.info.display}; rule: +{cfg.margin:.0%} over {cfg.window_min} min (and {cfg.short_window_min} min), "
@@ -216,9 +216,12 @@ async def _simulate(
     # Simulated weeks take minutes of wall time: an hour of TTL cleans up after a run
     # that was killed before its own clean-up.
     counters = Counters(redis, prefix=prefix, ttl_s=KEY_TTL_S, hour_ttl_s=KEY_TTL_S, examples_per_minute=settings.alert_examples)
-    outbox = Outbox(redis, prefix=prefix, sinks=[])
+    outbox = Outbox(redis, prefix=prefix, sinks=[], cfg=OutboxConfig.from_settings(settings))
     incidents = IncidentStore(redis, prefix=prefix, ttl_s=KEY_TTL_S, outbox=outbox)
-    escalator = Escalator(counters, incidents, rule_config(settings), ScopeMatcher(settings.watch_terms).scopes, lambda: scorer.info, content=AlertContent())
+    escalator = Escalator(
+        counters, incidents, RuleConfig.from_settings(settings), ScopeMatcher(settings.watch_terms).scopes, lambda: scorer.info,
+        content=AlertContent.from_settings(settings), idle_s=settings.alert_idle_s,
+    )
     version = scorer.info.version or scorer.info.uri
     alerts: list[tuple[int, str, str, str, str]] = []
     counted = 0

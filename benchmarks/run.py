@@ -371,7 +371,7 @@ async def shadow_overhead(settings: Settings, champion_uri: str, challenger_uri:
 
     from alerting.runtime import AlertingRuntime
     from stream.model_watch import ActiveModel
-    from stream.pipeline import Pipeline, RawMessage
+    from stream.pipeline import Pipeline, PipelineConfig, RawMessage
     from stream.shadow import ShadowScorer, ShadowStore
 
     cache = settings.home / "model-cache"
@@ -392,7 +392,7 @@ async def shadow_overhead(settings: Settings, champion_uri: str, challenger_uri:
         registry = CollectorRegistry()
         shadow = ShadowScorer(fraction, queue_batches=s.shadow_queue_batches, store=ShadowStore(alerting.redis, prefix=s.redis_prefix), metrics_registry=registry)
         shadow.set_challenger(challenger if fraction > 0 else None)
-        pipeline = Pipeline(s, ActiveModel(champion), alerting.counters, alerting.escalator, no_dead_letter, [shadow.observe])
+        pipeline = Pipeline(PipelineConfig.from_settings(s), ActiveModel(champion), alerting.counters, alerting.escalator, no_dead_letter, [shadow.observe])
         await pipeline.start()
         task = asyncio.create_task(shadow.run())
         batch_ms = []

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     # Minutes before the alert window whose negative posts are the drivers' reference.
     baseline_window_min: int = 60
     alert_min_volume: int = 30
+    # The opening margin sits a little below the 15-point lift the rule promises to catch:
+    # what it observes is the lift plus the calm posts' sampling noise (see README,
+    # "bench-alerts").
     alert_margin: float = 0.13
     alert_warning_margin: float = 0.20
     alert_critical_margin: float = 0.30

@@ -15,7 +15,7 @@ from models.scorer import Scorer
 from stream import agents, lifecycle, web
 from stream.metrics import Metrics
 from stream.model_watch import ActiveModel
-from stream.pipeline import Pipeline
+from stream.pipeline import Pipeline, PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def create_app(settings: Settings, scorer: Scorer) -> faust.App:
     observers = lifecycle.register(app, settings, active, metrics, alerting)
 
     def build_pipeline() -> Pipeline:
-        return Pipeline(settings, active, alerting.counters, alerting.escalator, agents.dead_letter_to(dlq, metrics), observers)
+        return Pipeline(PipelineConfig.from_settings(settings), active, alerting.counters, alerting.escalator, agents.dead_letter_to(dlq, metrics), observers)
 
     agents.register(app, settings, raw, build_pipeline, metrics)
     register_alerting(app, settings, alerting)

@@ -31,7 +31,8 @@ from redis.exceptions import RedisError
 
 from alerting.alert import Alert
 from alerting.incidents import IncidentStore, model_quality_alert, next_incident
-from alerting.rules import Action, Assessment, Baseline, Decision, Episode, Severity, Signal
+from alerting.rules import NO_BASELINE, Action, Assessment, Decision, Episode, Severity, Signal, transition
+from config.settings import Settings
 from models.drift import (
     BINS, DriftReference, DriftStatus, VocabularyDrift, assess, bin_counts, read_reference, token_counts, vocabulary_drift,
 )
@@ -61,10 +62,19 @@ return 1
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    psi: float = 0.25
-    oov: float = 0.30
-    resolve_fraction: float = 0.5
-    cooldown_min: int = 30
+    psi: float
+    oov: float
+    resolve_fraction: float
+    cooldown_min: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DriftThresholds:
+        return cls(
+            psi=settings.drift_psi_alert,
+            oov=settings.drift_oov_alert,
+            resolve_fraction=settings.alert_resolve_fraction,
+            cooldown_min=settings.alert_cooldown_min,
+        )
 
 
 def severity_of(status: DriftStatus, th: DriftThresholds) -> Severity | None:
@@ -84,17 +94,7 @@ def decide_drift(status: DriftStatus, episode: Episode | None, minute: int, th: 
     severity = severity_of(status, th)
     clear = (status.psi or 0.0) < th.psi * th.resolve_fraction and (status.oov_rate or 0.0) < th.oov * th.resolve_fraction
     assessment = Assessment(severity is not None, clear, severity, 1.0, status.psi or 0.0)
-    none = Baseline(None, None)
-    fresh = episode is None or (episode.resolved_minute is not None and minute - episode.resolved_minute >= th.cooldown_min)
-    if fresh or not episode.is_open:
-        if severity is None:
-            return None
-        return Decision(Action.OPEN if fresh else Action.REOPEN, severity, none, assessment)
-    if clear:
-        return Decision(Action.RESOLVE, episode.severity, none, assessment)
-    if severity is not None and severity.rank > episode.severity.rank:
-        return Decision(Action.ESCALATE, severity, none, assessment)
-    return None
+    return transition(episode, minute, th.cooldown_min, NO_BASELINE, lambda _: assessment)
 
 
 def version_key(info: ModelInfo) -> str:

@@ -21,20 +21,11 @@ from stream.shadow import ShadowScorer, ShadowStore
 log = logging.getLogger(__name__)
 
 
-def drift_thresholds(settings: Settings) -> DriftThresholds:
-    return DriftThresholds(
-        psi=settings.drift_psi_alert,
-        oov=settings.drift_oov_alert,
-        resolve_fraction=settings.alert_resolve_fraction,
-        cooldown_min=settings.alert_cooldown_min,
-    )
-
-
 def register(app: faust.App, settings: Settings, active: ActiveModel, metrics: Metrics, alerting: AlertingRuntime) -> list[BatchObserver]:
     """Start the lifecycle tasks with the app; return the pipeline's batch observers."""
     registry = metrics.registry
     shadow = ShadowScorer(settings.shadow_fraction, queue_batches=settings.shadow_queue_batches, store=None, metrics_registry=registry)
-    drift = DriftMonitor(lambda: active.info, drift_thresholds(settings), min_posts=settings.drift_min_posts, metrics_registry=registry)
+    drift = DriftMonitor(lambda: active.info, DriftThresholds.from_settings(settings), min_posts=settings.drift_min_posts, metrics_registry=registry)
     watcher = ModelWatcher(
         settings, active, on_challenger=shadow.set_challenger if settings.shadow_fraction > 0 else None, metrics_registry=registry
     )

@@ -77,24 +77,45 @@ class ScoredBatch:
 BatchObserver = Callable[[ScoredBatch], None]
 
 
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The settings a batch needs: what to watch, and which messages to accept."""
+
+    watch_terms: tuple[str, ...]
+    max_text_chars: int
+    future_tolerance_s: int
+    counter_ttl_s: int
+    allowed_lateness_s: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        return cls(
+            watch_terms=tuple(settings.watch_terms),
+            max_text_chars=settings.max_text_chars,
+            future_tolerance_s=settings.future_tolerance_s,
+            counter_ttl_s=settings.counter_ttl_s,
+            allowed_lateness_s=settings.allowed_lateness_s,
+        )
+
+
 class Pipeline:
     def __init__(
         self,
-        settings: Settings,
+        cfg: PipelineConfig,
         scorer: Scorer | ActiveModel,
         counters: Counters,
         escalator: Escalator,
         dead_letter: DeadLetter,
         observers: Sequence[BatchObserver] = (),
     ):
-        self.settings = settings
+        self.cfg = cfg
         # Hot swaps (stream.model_watch) are adopted between batches, never within one.
         self.model = scorer if isinstance(scorer, ActiveModel) else ActiveModel(scorer)
         self.observers = list(observers)
         self.counters = counters
         self.escalator = escalator
         self.dead_letter = dead_letter
-        self.matcher = ScopeMatcher(settings.watch_terms)
+        self.matcher = ScopeMatcher(cfg.watch_terms)
         self._watermark_ms = 0
         # The active model and its recent scoring seconds per post (moving average).
         self._cost_per_post: tuple[Scorer, float] | None = None
@@ -165,7 +186,7 @@ class Pipeline:
         return scores, time.perf_counter() - started
 
     async def _accept(self, messages: Sequence[RawMessage], result: BatchResult) -> list[Tweet]:
-        s = self.settings
+        s = self.cfg
         now_ms = int(time.time() * 1000)
         accepted: list[Tweet] = []
         for message in messages:

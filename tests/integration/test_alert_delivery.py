@@ -20,7 +20,7 @@ from alerting.escalation import Escalator
 from alerting.feedback import FeedbackProcessor, FeedbackStore, ModelQualityMonitor, feedback_log, make_feedback, send_feedback
 from alerting.incidents import IncidentStore, next_incident
 from alerting.outbox import Outbox, OutboxConfig
-from alerting.rules import Baseline, Observation, RuleConfig, Signal, decide
+from alerting.rules import Baseline, Observation, Signal, decide
 from alerting.slack import COLOURS, SlackBotSink, SlackWebhookSink
 from badbuzz.processes import settings_env
 from models.scorer import ModelInfo
@@ -28,6 +28,7 @@ from badbuzz import replay as rp
 from counting.counters import Counters, ScoredPost
 from config.topics import ensure_topics
 from counting.windows import WindowStats
+from tests.configs import CONTENT, DEFAULTS, rule_config
 from tests.conftest import running_worker, wait_for, worker_env_base
 from tests.loopback import Loopback
 
@@ -176,7 +177,7 @@ async def test_outbox_delivers_exactly_once_per_sink_through_outage_and_restart(
         assert not await outbox.enqueue(alerts[0], now_ms=int(time.time() * 1000))  # same alert id: queued once
 
         # A first worker delivers while the webhook is down, then stops (cancelled mid-way).
-        first = asyncio.create_task(Delivery(outbox, sinks, poll_s=0.05).run())
+        first = asyncio.create_task(Delivery(outbox, sinks, send_timeout_s=DEFAULTS.outbox_send_timeout_s, poll_s=0.05).run())
         await _until(lambda: len(slack.requests) >= 3)
         first.cancel()
         await asyncio.gather(first, return_exceptions=True)
@@ -188,7 +189,7 @@ async def test_outbox_delivers_exactly_once_per_sink_through_outage_and_restart(
         for _ in range(2):
             client = aioredis.Redis.from_url(live_services[1])
             box = Outbox(client, prefix=prefix, sinks=[s.name for s in sinks], cfg=FAST)
-            restarted.append((client, asyncio.create_task(Delivery(box, sinks, poll_s=0.05).run())))
+            restarted.append((client, asyncio.create_task(Delivery(box, sinks, send_timeout_s=DEFAULTS.outbox_send_timeout_s, poll_s=0.05).run())))
         try:
             await _until(lambda: len(slack.json()) == 3, timeout=20)
             await asyncio.sleep(0.5)  # room for a duplicate to show up, if there were one
@@ -249,7 +250,7 @@ async def test_a_batch_of_slow_sends_never_hands_an_alert_to_a_second_worker(red
 
 
 async def test_two_workers_opening_the_same_incident_announce_it_once(redis, prefix, live_services):
-    cfg = RuleConfig(prior=0.5)
+    cfg = rule_config(prior=0.5)
     minute = int(time.time() // 60) - 1
     counters = Counters(redis, prefix=prefix, ttl_s=600)
     posts = [ScoredPost(f"p{i}", minute * 60_000 + i, 0.5 + i / 1000, True, ["all"], ["cancelled"]) for i in range(120)]
@@ -260,7 +261,7 @@ async def test_two_workers_opening_the_same_incident_announce_it_once(redis, pre
         client = aioredis.Redis.from_url(live_services[1])
         box = Outbox(client, prefix=prefix, sinks=["console", "kafka"], cfg=FAST)
         store = IncidentStore(client, prefix=prefix, ttl_s=600, outbox=box, on_announced=hook.append)
-        workers.append((client, Escalator(Counters(client, prefix=prefix, ttl_s=600), store, cfg, ["all"], lambda: MODEL)))
+        workers.append((client, Escalator(Counters(client, prefix=prefix, ttl_s=600), store, cfg, ["all"], lambda: MODEL, content=CONTENT, idle_s=DEFAULTS.alert_idle_s)))
     try:
         results = await asyncio.gather(*(escalator.evaluate(minute) for _, escalator in workers))
         again = await asyncio.gather(*(escalator.evaluate(minute) for _, escalator in workers))
@@ -272,7 +273,7 @@ async def test_two_workers_opening_the_same_incident_announce_it_once(redis, pre
     assert again == [[], []]
     # Each process's metrics see only what it queued itself: one alert in all.
     assert sorted(queued_here, key=len) == [[], announced]
-    outbox = Outbox(redis, prefix=prefix, sinks=["console", "kafka"])
+    outbox = Outbox(redis, prefix=prefix, sinks=["console", "kafka"], cfg=FAST)
     assert await outbox.pending("console") == 1 and await outbox.pending("kafka") == 1
     stored = await outbox.load(announced[0].alert_id)
     assert stored == announced[0]
@@ -283,7 +284,7 @@ async def test_two_workers_opening_the_same_incident_announce_it_once(redis, pre
 async def test_an_incident_keeps_its_id_through_the_cool_down_and_stale_changes_lose(redis, prefix):
     outbox = Outbox(redis, prefix=prefix, sinks=["console"], cfg=FAST)
     store = IncidentStore(redis, prefix=prefix, ttl_s=600, outbox=outbox)
-    cfg = RuleConfig(margin=0.15, cooldown_min=30)
+    cfg = rule_config(margin=0.15, cooldown_min=30)
 
     def observed(minute, long, short):
         return Observation(minute, WindowStats(0, 0, *short, 0.0), WindowStats(0, 0, *long, 0.0), Baseline(0.6, 40.0, "trailing", 9000))
@@ -320,7 +321,7 @@ async def test_wrong_prediction_feedback_raises_a_model_quality_alert(redis, pre
     outbox = Outbox(redis, prefix=prefix, sinks=["kafka"], cfg=FAST)
     incidents = IncidentStore(redis, prefix=prefix, ttl_s=600, outbox=outbox)
     store = FeedbackStore(redis, prefix=prefix, ttl_s=600)
-    monitor = ModelQualityMonitor(store, incidents, RuleConfig(model_wrong_threshold=10), lambda: MODEL)
+    monitor = ModelQualityMonitor(store, incidents, rule_config(model_wrong_threshold=10), lambda: MODEL)
     processor = FeedbackProcessor(counters, store, monitor, lambda: MODEL, clock=lambda: now)
 
     async with Loopback(lambda n: (200, {"itemsReceived": 1, "itemsAccepted": 1, "errors": []})) as ingestion:
@@ -449,7 +450,7 @@ async def _until(predicate, *, timeout: float = 10.0) -> None:
 
 
 async def test_within_a_minute_only_the_scopes_a_batch_touched_are_read_again(redis, prefix):
-    cfg = RuleConfig(prior=0.5)
+    cfg = rule_config(prior=0.5)
     minute = int(time.time() // 60) - 1
     counters = Counters(redis, prefix=prefix, ttl_s=600)
     read: list[list[str]] = []
@@ -461,7 +462,7 @@ async def test_within_a_minute_only_the_scopes_a_batch_touched_are_read_again(re
 
     counters.snapshot = recording_snapshot
     store = IncidentStore(redis, prefix=prefix, ttl_s=600, outbox=Outbox(redis, prefix=prefix, sinks=["console"], cfg=FAST))
-    escalator = Escalator(counters, store, cfg, ["term:bag", "term:seat"], lambda: MODEL)
+    escalator = Escalator(counters, store, cfg, ["term:bag", "term:seat"], lambda: MODEL, content=CONTENT, idle_s=DEFAULTS.alert_idle_s)
     calm = [ScoredPost(f"c{i}", minute * 60_000 + i, 0.2, False, ["all"], ()) for i in range(120)]
     await counters.count(calm)
     assert await escalator.evaluate(minute) == []
@@ -508,7 +509,7 @@ async def test_a_failing_announcement_observer_does_not_undo_or_fail_the_change(
     decision = decide(
         Signal.NEGATIVE_RATE,
         Observation(100, WindowStats(0, 0, 200, 170, 0.0), WindowStats(0, 0, 600, 480, 0.0), Baseline(0.6, 40.0, "trailing", 9000)),
-        None, RuleConfig(margin=0.15),
+        None, rule_config(margin=0.15),
     )
     new = next_incident(None, Signal.NEGATIVE_RATE, "all", decision, 100)
     announced = alert(seq=new.seq, incident=new.id)

@@ -14,7 +14,7 @@ from config.settings import Settings
 from models.scorer import ModelInfo
 from counting.counters import Counters
 from stream.model_watch import ActiveModel
-from stream.pipeline import Pipeline, RawMessage, ScoredBatch
+from stream.pipeline import Pipeline, PipelineConfig, RawMessage, ScoredBatch
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ async def test_observers_see_only_posts_counted_for_the_first_time(live_services
     prefix = f"test:once:{uuid.uuid4().hex[:10]}"
     seen: list[ScoredBatch] = []
     pipeline = Pipeline(
-        Settings(watch_terms=[]), ActiveModel(LengthScorer()), Counters(redis, prefix=prefix, ttl_s=600), NoEscalation(),
+        PipelineConfig.from_settings(Settings(watch_terms=[])), ActiveModel(LengthScorer()), Counters(redis, prefix=prefix, ttl_s=600), NoEscalation(),
         no_dead_letters, [seen.append],
     )
     try:

@@ -392,7 +392,7 @@ async def test_retraining_from_feedback_end_to_end(live_services, tmp_path):
 
 async def test_report_reads_volumes_incidents_feedback_shadow_and_drift_from_redis(live_services, tmp_path):
     from alerting.alert import Alert, iso
-    from alerting.outbox import Outbox
+    from alerting.outbox import Outbox, OutboxConfig
     from badbuzz.report import build_report, period_ending, render_markdown
     from models.drift import DriftStatus
     from models.scorer import ModelInfo
@@ -409,7 +409,7 @@ async def test_report_reads_volumes_incidents_feedback_shadow_and_drift_from_red
         posts = [ScoredPost(f"r{i}", recent, 0.9 if i < 30 else 0.1, i < 30, ("all", "term:delay") if i < 10 else ("all",), ()) for i in range(100)]
         posts += [ScoredPost(f"o{i}", old, 0.9, True, ("all",), ()) for i in range(50)]  # outside a 2h report
         await counters.count(posts, model_version="1")
-        outbox = Outbox(redis, prefix=settings.redis_prefix, sinks=["console"])
+        outbox = Outbox(redis, prefix=settings.redis_prefix, sinks=["console"], cfg=OutboxConfig.from_settings(settings))
         for seq, action in ((1, "opened"), (2, "escalated"), (3, "resolved")):
             alert = Alert(f"rate-all-x.{seq}", "rate-all-x", seq, "negative_rate", action, "critical" if seq == 2 else "warning", "all",
                           "a", "b", 15, rate=0.7, volume=120, negatives=84, baseline=0.3, created_at=iso(now_ms - (40 - seq) * MINUTE))

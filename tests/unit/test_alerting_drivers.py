@@ -4,9 +4,10 @@ import pytest
 from alerting.drivers import over_represented
 from alerting.escalation import EventClock
 from alerting.history import history, reads_for
-from alerting.rules import RuleConfig, Slot
+from alerting.rules import Slot
 from counting.counters import HourBucket
 from counting.windows import Bucket
+from tests.configs import rule_config
 
 
 def test_new_complaint_words_outrank_everyday_ones():
@@ -40,7 +41,7 @@ def test_drivers_never_carry_handles_links_or_placeholders():
 
 
 def test_reads_cover_the_partial_hour_the_trailing_hours_and_earlier_weeks():
-    cfg = RuleConfig(baseline_hours=3, seasonal_weeks=2)
+    cfg = rule_config(baseline_hours=3, seasonal_weeks=2)
     # Evaluating minute 10_030: the long window starts at 10_016 (hour 166, minute 56).
     reads = reads_for(10_030, cfg)
     assert reads.minutes == range(9_960, 10_031)
@@ -50,7 +51,7 @@ def test_reads_cover_the_partial_hour_the_trailing_hours_and_earlier_weeks():
 
 
 def test_history_slots_weigh_by_age_and_count_live_minutes():
-    cfg = RuleConfig(baseline_hours=2, seasonal_weeks=1)
+    cfg = rule_config(baseline_hours=2, seasonal_weeks=1)
     end = 10_030  # long window 10_016..10_030; partial hour 9_960..10_015
     minutes = {m: Bucket(2, 1, 0.0) for m in range(9_960, 10_031)}
     global_minutes = {m: Bucket(5, 1, 0.0) for m in range(9_960, 10_031) if m % 2 == 0}

@@ -10,9 +10,10 @@ from alerting.history import baseline_at, observe
 from alerting.rules import RuleConfig, Signal, advance, decide
 from counting.counters import HourBucket
 from counting.windows import Bucket
+from tests.configs import rule_config
 
 # The thresholds spelled out, so the expectations below do not move with the defaults.
-CFG = RuleConfig(
+CFG = rule_config(
     margin=0.15, warning_margin=0.20, critical_margin=0.30, warning_volume=100, critical_volume=300, volume_factor=3.0, p_value=0.001
 )
 CALM = (40, 24)

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerting.history import baseline_at
 from alerting.incidents import Incident
-from alerting.rules import Baseline, Episode, RuleConfig, Severity, Signal
+from alerting.rules import Baseline, Episode, Severity, Signal
 from models.scorer import ModelInfo
 from counting.counters import HourBucket
 from stream.dashboard import (
@@ -21,6 +21,7 @@ from stream.messages import InvalidMessage, decode, late_reason
 from stream.metrics import DLQ_REASON_CLASSES, Metrics, SharedState, reason_class
 from stream.pipeline import BatchResult, RawMessage
 from counting.windows import Bucket
+from tests.configs import rule_config
 
 NOW = 1_760_000_000_000
 OPTS = dict(kafka_timestamp_ms=NOW, now_ms=NOW, max_text_chars=20, future_tolerance_ms=300_000, retention_ms=3600_000)
@@ -202,7 +203,7 @@ def test_metric_names_follow_prometheus_conventions():
 
 # -- the dashboard's numbers ----------------------------------------------------------
 
-CFG = RuleConfig(window_min=3, short_window_min=2, min_volume=5, baseline_hours=2, seasonal_weeks=0, baseline_min_minutes=10, margin=0.15)
+CFG = rule_config(window_min=3, short_window_min=2, min_volume=5, baseline_hours=2, seasonal_weeks=0, baseline_min_minutes=10, margin=0.15)
 HOUR = 10
 END = HOUR * 60 + 30
 

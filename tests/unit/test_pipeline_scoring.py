@@ -30,7 +30,7 @@ class TimedScorer(Scorer):
 
 
 def _pipeline(active: ActiveModel) -> pipeline_module.Pipeline:
-    return pipeline_module.Pipeline(Settings(watch_terms=[]), active, RecordingCounters(), NoEscalation(), no_dead_letters)
+    return pipeline_module.Pipeline(pipeline_module.PipelineConfig.from_settings(Settings(watch_terms=[])), active, RecordingCounters(), NoEscalation(), no_dead_letters)
 
 
 async def _run(pipeline: pipeline_module.Pipeline, batches: int, per_batch: int = 10) -> None:

@@ -6,11 +6,11 @@ import pytest
 
 from alerting.rules import (
     Action,
+    Assessment,
     Baseline,
     Episode,
     History,
     Observation,
-    RuleConfig,
     Severity,
     Signal,
     Slot,
@@ -19,11 +19,13 @@ from alerting.rules import (
     decide_model_quality,
     estimate_baseline,
     poisson_p_value,
+    transition,
 )
 from counting.windows import WindowStats
+from tests.configs import rule_config
 
 # The thresholds spelled out, so the expectations below do not move with the defaults.
-CFG = RuleConfig(margin=0.15, warning_margin=0.20, critical_margin=0.30, warning_volume=100, critical_volume=300, p_value=0.001, prior=0.50)
+CFG = rule_config(margin=0.15, warning_margin=0.20, critical_margin=0.30, warning_volume=100, critical_volume=300, p_value=0.001, prior=0.50)
 RATE, VOLUME = Signal.NEGATIVE_RATE, Signal.VOLUME
 
 
@@ -160,9 +162,9 @@ def test_volume_resolution_hysteresis():
 
 def test_baseline_sources_floor_and_prior():
     assert estimate_baseline(History(), CFG) == Baseline(0.5, None, "prior", 0)
-    assert estimate_baseline(History(), RuleConfig()) == Baseline(None, None, "none", 0)
+    assert estimate_baseline(History(), rule_config()) == Baseline(None, None, "none", 0)
     thin = History((Slot(1.0, 29, 29, 60),))
-    assert estimate_baseline(thin, RuleConfig()).rate is None
+    assert estimate_baseline(thin, rule_config()).rate is None
     low = History((Slot(1.0, 1000, 50, 60),))
     assert estimate_baseline(low, CFG) == Baseline(0.20, 1000 / 60, "trailing", 1000)
 
@@ -200,7 +202,7 @@ def test_seasonal_needs_enough_weeks_and_counterparts():
 
 
 def test_model_quality_rule():
-    cfg = RuleConfig(model_wrong_threshold=10)
+    cfg = rule_config(model_wrong_threshold=10)
     assert decide_model_quality(10, None, 0, cfg) is None
     opened = decide_model_quality(11, None, 0, cfg)
     assert (opened.action, opened.severity) == (Action.OPEN, Severity.WARNING)
@@ -213,9 +215,47 @@ def test_model_quality_rule():
 
 def test_config_validation():
     with pytest.raises(ValueError):
-        RuleConfig(margin=0.4, critical_margin=0.3)
+        rule_config(margin=0.4, critical_margin=0.3)
     with pytest.raises(ValueError):
-        RuleConfig(volume_factor=1.0)
+        rule_config(volume_factor=1.0)
     with pytest.raises(ValueError):
-        RuleConfig(short_window_min=0)
-    assert RuleConfig(short_window_min=20, window_min=15).short_window_min == 15
+        rule_config(short_window_min=0)
+    assert rule_config(short_window_min=20, window_min=15).short_window_min == 15
+
+
+def _assessment(severity=None, clear=False):
+    return Assessment(severity is not None, clear, severity, 1.0, 0.0)
+
+
+def test_the_shared_state_machine_opens_escalates_and_resolves():
+    now = Baseline(0.6, 40.0)
+    opened = transition(None, 100, 30, now, lambda _: _assessment(Severity.WATCH))
+    assert (opened.action, opened.severity, opened.baseline) == (Action.OPEN, Severity.WATCH, now)
+    assert transition(None, 100, 30, now, lambda _: _assessment()) is None
+    episode = Episode(Severity.WARNING, Baseline(0.5, 30.0), 90)
+    assert transition(episode, 100, 30, now, lambda _: _assessment(Severity.WARNING)) is None
+    assert transition(episode, 100, 30, now, lambda _: _assessment(Severity.WATCH)) is None
+    escalated = transition(episode, 100, 30, now, lambda _: _assessment(Severity.CRITICAL))
+    assert (escalated.action, escalated.severity) == (Action.ESCALATE, Severity.CRITICAL)
+    # Resolving announces the tier the episode had, not the assessment's.
+    resolved = transition(episode, 100, 30, now, lambda _: _assessment(clear=True))
+    assert (resolved.action, resolved.severity) == (Action.RESOLVE, Severity.WARNING)
+    # A signal that cannot judge this time changes nothing, even while open.
+    assert transition(episode, 100, 30, now, lambda _: None) is None
+
+
+def test_the_shared_state_machine_reopens_within_the_cool_down_against_the_frozen_baseline():
+    frozen, now = Baseline(0.5, 30.0), Baseline(0.6, 40.0)
+    resolved = Episode(Severity.WARNING, frozen, 50, resolved_minute=80)
+    judged = []
+
+    def assess(baseline):
+        judged.append(baseline)
+        return _assessment(Severity.WATCH)
+
+    reopened = transition(resolved, 109, 30, now, assess)
+    assert (reopened.action, reopened.severity, reopened.baseline) == (Action.REOPEN, Severity.WATCH, frozen)
+    assert transition(resolved, 109, 30, now, lambda _: _assessment(clear=True)) is None  # already resolved
+    fresh = transition(resolved, 110, 30, now, assess)
+    assert (fresh.action, fresh.baseline) == (Action.OPEN, now)
+    assert judged == [frozen, now]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from config.settings import Settings
-from alerting.rules import RuleConfig
 from stream.web import CHART_CACHE_S, SharedReader
+from tests.configs import rule_config
 
 
 class FakeCounters:
@@ -29,7 +28,7 @@ class FakeIncidents:
 
 class FakeAlerting:
     def __init__(self):
-        self.cfg = RuleConfig.from_settings(Settings()) if hasattr(RuleConfig, "from_settings") else RuleConfig()
+        self.cfg = rule_config()
         self.scopes = ["all", "term:delay"]
         self.counters = FakeCounters()
         self.incidents = FakeIncidents()
