@@ -219,7 +219,7 @@ async def _simulate(
     outbox = Outbox(redis, prefix=prefix, sinks=[])
     incidents = IncidentStore(redis, prefix=prefix, ttl_s=KEY_TTL_S, outbox=outbox)
     escalator = Escalator(counters, incidents, rule_config(settings), ScopeMatcher(settings.watch_terms).scopes, lambda: scorer.info, content=AlertContent())
-    version = scorer.info.version or scorer.info.uri
+    version = scorer.info.version_label
     alerts: list[tuple[int, str, str, str, str]] = []
     counted = 0
     started = time.perf_counter()
