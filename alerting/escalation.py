@@ -191,6 +191,6 @@ class Escalator:
             drivers=[d.to_dict() for d in drivers],
             example_post_ids=examples,
             model=info.display,
-            model_version=info.version or info.uri,
+            model_version=info.version_label,
             link=self.content.link(incident.id, alert_id),
         )

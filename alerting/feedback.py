@@ -144,6 +144,21 @@ class FeedbackStore:
         raw = await self.redis.get(self._key(post_id))
         return None if raw is None else orjson.loads(raw)
 
+    async def submitted_since(self, since_ms: int) -> list[dict]:
+        """The records submitted at or after ``since_ms``, oldest first. Scans the keyspace:
+        for offline jobs (report, retraining), never the worker."""
+        wrong_key = self._wrong_key.encode()
+        keys = [k async for k in self.redis.scan_iter(match=self._key("*"), count=5000) if k != wrong_key]
+        records = []
+        for start in range(0, len(keys), 1000):
+            for raw in await self.redis.mget(keys[start : start + 1000]):
+                if raw is None:
+                    continue  # expired between the scan and the read
+                record = orjson.loads(raw)
+                if isinstance(record, dict) and int(record.get("submitted_at") or 0) >= since_ms:
+                    records.append(record)
+        return sorted(records, key=lambda r: (r["submitted_at"], str(r["post_id"])))
+
     async def wrong_since(self, since_ms: int, until_ms: int) -> list[str]:
         """Post ids reported wrong in [since, until], newest first."""
         ids = await self.redis.zrevrangebyscore(self._wrong_key, until_ms, since_ms)
@@ -176,7 +191,7 @@ class ModelQualityMonitor:
             end_ms=now_ms,
             window_minutes=self.cfg.model_window_min,
             model=info.display,
-            model_version=info.version or info.uri,
+            model_version=info.version_label,
             example_post_ids=wrong[:EXAMPLES],
             feedback_wrong=len(wrong),
             feedback_threshold=self.cfg.model_wrong_threshold,

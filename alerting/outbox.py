@@ -140,6 +140,15 @@ class Outbox:
         raw = await self.redis.get(self.keys.alert(alert_id))
         return None if raw is None else Alert.from_json(raw)
 
+    async def kept_alerts(self) -> list[Alert]:
+        """Every alert still kept (for the retention), in no particular order. Scans the
+        keyspace: for offline jobs (the report), never the worker."""
+        keys = [k async for k in self.redis.scan_iter(match=self.keys.alert("*"), count=5000)]
+        alerts = []
+        for start in range(0, len(keys), 1000):
+            alerts += [Alert.from_json(raw) for raw in await self.redis.mget(keys[start : start + 1000]) if raw is not None]
+        return alerts
+
     async def is_delivered(self, sink: str, alert_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.delivered(sink, alert_id)))
 

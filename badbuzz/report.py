@@ -17,14 +17,16 @@ from datetime import datetime, timezone
 import redis.asyncio as aioredis
 
 from alerting.alert import Alert
+from alerting.feedback import FeedbackStore
+from alerting.outbox import Outbox
 from config.connections import redis_client
 from config.settings import Settings
 from counting.counters import Counters
+from models.registry import ModelRegistry
 from stream.drift_monitor import DriftStore
 from stream.shadow import PairTotals, ShadowStore
 from counting.terms import ScopeMatcher
 from counting.windows import GLOBAL_SCOPE, MINUTE_MS
-from badbuzz.retrain import read_feedback
 
 HOUR_MS = 3_600_000
 _PERIOD = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -97,12 +99,7 @@ async def volumes(redis: aioredis.Redis, settings: Settings, period: Period) -> 
 
 async def incidents(redis: aioredis.Redis, prefix: str, period: Period) -> list[dict]:
     """Incidents announced during the period, from the alerts the outbox keeps."""
-    keys = [k async for k in redis.scan_iter(match=f"{prefix}:alert:*", count=5000)]
-    alerts = []
-    for start in range(0, len(keys), 1000):
-        for raw in await redis.mget(keys[start : start + 1000]):
-            if raw is not None:
-                alerts.append(Alert.from_json(raw))
+    alerts = await Outbox(redis, prefix=prefix, sinks=()).kept_alerts()
     since, until = iso(period.since_ms), iso(period.until_ms)
     grouped: dict[str, list[Alert]] = {}
     for alert in alerts:
@@ -185,12 +182,13 @@ async def build_report(settings: Settings, period: Period, *, redis: aioredis.Re
     own = redis is None
     redis = redis or redis_client(settings)
     prefix = settings.redis_prefix
+    feedback = FeedbackStore(redis, prefix=prefix, ttl_s=settings.feedback_ttl_s)
     try:
         return {
             "period": {"since": iso(period.since_ms), "until": iso(period.until_ms)},
             "volumes": await volumes(redis, settings, period),
             "incidents": await incidents(redis, prefix, period),
-            "feedback": feedback_summary(await read_feedback(redis, prefix, period.since_ms)),
+            "feedback": feedback_summary(await feedback.submitted_since(period.since_ms)),
             "models": shadow_rows(await ShadowStore(redis, prefix=prefix).totals(period.hours.start, period.hours.stop - 1)),
             "drift": await drift_summary(redis, prefix, period),
         }
@@ -295,24 +293,14 @@ def comparison_metrics(champion: str, totals: PairTotals) -> dict[str, float]:
 
 
 def log_comparison(settings: Settings, pairs: dict[tuple[str, str], PairTotals], *, now_ms: int | None = None) -> list[str]:
-    """Log each pair's figures on its challenger version's run; return the versions logged."""
-    from mlflow.entities import Metric
-    from mlflow.exceptions import MlflowException
-
-    from training import tracking
-
-    client = tracking.open_store(settings)
+    """Log each pair's figures on its challenger version's run; return the versions logged.
+    A local bundle or a version from another registry has no run here to log on."""
+    registry = ModelRegistry.of(settings)
     stamp = now_ms or int(time.time() * 1000)
-    logged = []
-    for (champion, challenger), totals in sorted(pairs.items()):
-        try:
-            run_id = client.get_model_version(settings.model_name, challenger).run_id
-        except MlflowException:
-            continue  # a local bundle or a version from another registry: nothing to log on
-        metrics = comparison_metrics(champion, totals)
-        client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
-        logged.append(challenger)
-    return logged
+    return [
+        challenger for (champion, challenger), totals in sorted(pairs.items())
+        if registry.log_version_metrics(challenger, comparison_metrics(champion, totals), stamp_ms=stamp)
+    ]
 
 
 def render_comparison(pairs: dict[tuple[str, str], PairTotals], period: Period) -> str:

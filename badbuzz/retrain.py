@@ -23,8 +23,11 @@ from typing import Callable, Sequence
 import orjson
 import redis.asyncio as aioredis
 
+from alerting.feedback import FeedbackStore
 from config.settings import Settings
-from training import registry_ops, tracking
+from models.registry import CHALLENGER, CHAMPION, ModelRegistry
+from stream.drift_monitor import DriftStore
+from training import registry_ops
 
 Progress = Callable[[str], object]
 
@@ -73,25 +76,7 @@ def feedback_facts(records: Sequence[dict], champion_version: str) -> FeedbackFa
     return FeedbackFacts(len(records), len(mine), sum(1 for r in mine if r["wrong"] is False))
 
 
-async def read_feedback(redis: aioredis.Redis, prefix: str, since_ms: int) -> list[dict]:
-    """Feedback records (``alerting.feedback`` layout) submitted at or after ``since_ms``,
-    oldest first. Scans the keyspace: this is an offline job, not the worker."""
-    wrong_key = f"{prefix}:feedback:wrong".encode()
-    keys = [k async for k in redis.scan_iter(match=f"{prefix}:feedback:*", count=5000) if k != wrong_key]
-    records = []
-    for start in range(0, len(keys), 1000):
-        for raw in await redis.mget(keys[start : start + 1000]):
-            if raw is None:
-                continue  # expired between the scan and the read
-            record = orjson.loads(raw)
-            if isinstance(record, dict) and int(record.get("submitted_at") or 0) >= since_ms:
-                records.append(record)
-    return sorted(records, key=lambda r: (r["submitted_at"], str(r["post_id"])))
-
-
 async def drift_alerts_since(redis: aioredis.Redis, prefix: str, since_ms: int) -> int:
-    from stream.drift_monitor import DriftStore
-
     store = DriftStore(redis, prefix=prefix, window_min=1)
     return len(await store.alerts_since(since_ms))
 
@@ -115,24 +100,17 @@ class Champion:
     limit: int | None
 
 
-def champion_of(client, name: str) -> Champion:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        aliases = client.get_registered_model(name).aliases
-    except MlflowException:
-        raise ValueError(f"no registered model {name!r}: train one first (badbuzz train)") from None
-    if tracking.CHAMPION not in aliases:
-        raise ValueError(f"{name} has no champion: promote a version first (badbuzz promote --version V)")
-    version = str(aliases[tracking.CHAMPION])
-    mv = client.get_model_version(name, version)
-    run = client.get_run(mv.run_id)
-    params = run.data.params
+def champion_of(registry: ModelRegistry) -> Champion:
+    version = registry.alias_version(CHAMPION)
+    if version is None:
+        raise ValueError(f"{registry.name} has no champion: promote a version first (badbuzz promote --version V)")
+    run = registry.run(registry.version(version).run_id)
+    params = run.params
     limit = params.get("limit", "None")
     return Champion(
         version=version,
-        run_id=mv.run_id,
-        started_ms=int(run.info.start_time),
+        run_id=run.run_id,
+        started_ms=run.started_ms,
         data=params.get("data", "airline"),
         scheme=params.get("scheme", "negative_vs_rest"),
         limit=None if limit in ("None", "") else int(limit),
@@ -164,14 +142,15 @@ def retrain(
     from training.train import train
 
     s = settings
-    client = tracking.open_store(s)
-    champion = champion_of(client, s.model_name)
+    registry = ModelRegistry.of(s)
+    champion = champion_of(registry)
     since = champion.started_ms if since_ms is None else since_ms
 
     async def gather() -> tuple[list[dict], int]:
         redis = redis_client(s)
         try:
-            return await read_feedback(redis, s.redis_prefix, since), await drift_alerts_since(redis, s.redis_prefix, since)
+            feedback = FeedbackStore(redis, prefix=s.redis_prefix, ttl_s=s.feedback_ttl_s)
+            return await feedback.submitted_since(since), await drift_alerts_since(redis, s.redis_prefix, since)
         finally:
             await redis.aclose()
 
@@ -200,18 +179,17 @@ def retrain(
     result = train(s.retrain_family, champion.data, champion.scheme, s, limit=champion.limit, feedback=feedback_path, progress=progress)
     version = str(result.version)
     tags = {"retrain_reasons": "; ".join(decision.reasons) or "manual", "retrain_feedback": str(len(records)), "retrain_since": _iso(since)}
-    for key, value in tags.items():
-        client.set_model_version_tag(s.model_name, version, key, value)
-    registry_ops.promote(client, s.model_name, version, alias=registry_ops.CHALLENGER, metric=s.promote_metric, tolerance=s.promote_accuracy_tolerance)
+    registry.tag_version(version, tags)
+    registry_ops.promote(registry, version, alias=CHALLENGER, metric=s.promote_metric, tolerance=s.promote_accuracy_tolerance)
     progress(f"v{version} is the challenger")
 
-    candidate = registry_ops.summary(client, s.model_name, version)
-    incumbent = registry_ops.summary(client, s.model_name, champion.version)
+    candidate = registry_ops.summary(registry, version)
+    incumbent = registry_ops.summary(registry, champion.version)
     comparison = {m: (candidate.metrics.get(m), incumbent.metrics.get(m)) for m in COMPARED}
     for metric, (mine, theirs) in comparison.items():
         progress(f"  {metric:<24} v{version} {_num(mine)}   champion v{champion.version} {_num(theirs)}")
     try:
-        registry_ops.promote(client, s.model_name, version, metric=s.promote_metric, tolerance=s.promote_accuracy_tolerance)
+        registry_ops.promote(registry, version, metric=s.promote_metric, tolerance=s.promote_accuracy_tolerance)
     except registry_ops.PromotionRefused as refused:
         progress(f"v{version} stays the challenger: {'; '.join(refused.reasons)}")
         return RetrainResult(decision, champion, version, False, tuple(refused.reasons), comparison)

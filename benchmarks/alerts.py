@@ -222,7 +222,7 @@ async def _simulate(
         counters, incidents, RuleConfig.from_settings(settings), ScopeMatcher(settings.watch_terms).scopes, lambda: scorer.info,
         content=AlertContent.from_settings(settings), idle_s=settings.alert_idle_s,
     )
-    version = scorer.info.version or scorer.info.uri
+    version = scorer.info.version_label
     alerts: list[tuple[int, str, str, str, str]] = []
     counted = 0
     started = time.perf_counter()

@@ -24,6 +24,8 @@ from config.connections import kafka_options, redis_client
 from badbuzz.processes import free_port, start_worker, stop_worker
 from benchmarks.profiling import cpu_seconds, start_sampling, stop_sampling, summarise
 from config.settings import Settings
+from models.bundle import FAMILIES
+from models.registry import ModelRegistry
 from models.scorer import Scorer, load_scorer
 from counting.counters import Counters, ScoredPost
 from config.topics import delete_topics, ensure_topics
@@ -115,15 +117,9 @@ def scoring_figures(scorer: Scorer, texts: Sequence[str]) -> dict:
 
 def registered_models(settings: Settings) -> dict[str, str]:
     """Newest registered version of each family: {family: models:/name/version}."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-    newest: dict[str, int] = {}
-    for mv in client.search_model_versions(f"name='{settings.model_name}'"):
-        family = client.get_run(mv.run_id).data.params.get("family", "")
-        if family and int(mv.version) > newest.get(family, 0):
-            newest[family] = int(mv.version)
-    return {family: f"models:/{settings.model_name}/{v}" for family, v in sorted(newest.items())}
+    registry = ModelRegistry.of(settings)
+    newest = {family: registry.newest_of_family(family) for family in FAMILIES}
+    return {family: f"models:/{settings.model_name}/{v}" for family, v in sorted(newest.items()) if v is not None}
 
 
 def _messages(texts: Sequence[str], run: str, *, spread_min: int = 30) -> list[tuple[bytes, bytes]]:
@@ -249,6 +245,7 @@ async def latency_at_load(settings: Settings, model_uri: str, rate: float, secon
     )
     await ensure_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
     redis = redis_client(s)
+    counters = Counters(redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s)
     worker = start_worker(s.model_copy(update={"web_port": free_port()}), log_dir / f"{run}.log")
     producer = AIOKafkaProducer(**kafka_options(s), acks="all", linger_ms=2)
     await producer.start()
@@ -262,11 +259,9 @@ async def latency_at_load(settings: Settings, model_uri: str, rate: float, secon
             while len(latencies) < len(records):
                 pending = list(sent_at)[:5000]
                 if pending:
-                    pipe = redis.pipeline(transaction=False)
-                    for post_id in pending:
-                        pipe.exists(f"{s.redis_prefix}:seen:{post_id}")
+                    seen_now = await counters.counted(pending)
                     now = time.perf_counter()
-                    for post_id, seen in zip(pending, await pipe.execute()):
+                    for post_id, seen in zip(pending, seen_now):
                         if seen:
                             latencies.append((now - sent_at.pop(post_id)) * 1000)
                 await asyncio.sleep(0.02)
@@ -301,7 +296,8 @@ async def _wait_consuming(s: Settings, producer: AIOKafkaProducer, redis: aiored
     body = orjson.dumps({"id": "warm-up", "text": "warming up"})
     await producer.send_and_wait(s.topic_raw, value=body, key=b"warm-up")
     deadline = time.monotonic() + 120
-    while not await redis.exists(f"{s.redis_prefix}:seen:warm-up"):
+    counters = Counters(redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s)
+    while not (await counters.counted(["warm-up"]))[0]:
         if worker.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("worker did not start consuming")
         await asyncio.sleep(0.1)
@@ -532,13 +528,13 @@ def reference_row(family: str) -> dict:
 def model_quality(settings: Settings, models: dict[str, str], report: Report, say: Say) -> None:
     """In process, no services: each model at its own threshold and scheme on the
     out-of-domain sets, beside the test figures logged by its training run."""
-    from training import registry_ops, tracking
+    from training import registry_ops
     from training.data import load_data, to_binary
     from training.evaluate import dataset_quality
 
     # Loaded before any model, so missing data fails at once with the fetch command.
     data = {name: load_data(name, settings.home) for name in OOD_DATA}
-    runs = {s.version: s.metrics for s in registry_ops.summaries(tracking.open_store(settings), settings.model_name)}
+    runs = {s.version: s.metrics for s in registry_ops.summaries(ModelRegistry.of(settings))}
     # Each family's row right above the reference design's row for it.
     for family in REFERENCE_QUALITY:
         if family in models:

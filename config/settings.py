@@ -17,6 +17,9 @@ PromotionMetric = Literal[
     "test_recall_negative", "test_f1_negative", "test_precision_negative", "test_accuracy", "test_roc_auc"
 ]
 PROMOTION_METRICS: tuple[str, ...] = get_args(PromotionMetric)
+# models.bundle.FAMILIES, which everything else reads: settings sit below models/ and
+# cannot import it (a unit test keeps the two equal).
+ModelFamily = Literal["tfidf", "gru", "transformer"]
 
 
 class Settings(BaseSettings):
@@ -85,7 +88,7 @@ class Settings(BaseSettings):
 
     # Model lifecycle (README "Model lifecycle"). A family name serves that family's newest
     # registered version instead of the champion alias; BADBUZZ_MODEL_URI pins one model.
-    model_variant: Literal["", "tfidf", "gru", "transformer"] = ""
+    model_variant: Literal["", ModelFamily] = ""
     # How often a worker asks the registry where its alias points (0: never, serve the start-up model).
     model_poll_s: float = Field(default=30.0, ge=0)
     # Share of posts the challenger also scores, chosen by a hash of the post id.
@@ -97,7 +100,7 @@ class Settings(BaseSettings):
     drift_window_min: int = Field(default=60, ge=1)
     drift_min_posts: int = Field(default=500, ge=1)
     drift_check_s: float = Field(default=60.0, gt=0)
-    retrain_family: Literal["tfidf", "gru", "transformer"] = "tfidf"
+    retrain_family: ModelFamily = "tfidf"
     retrain_min_feedback: int = Field(default=2000, ge=1)
     retrain_min_accuracy: float = Field(default=0.82, ge=0, le=1)
     # Feedback with a known verdict needed before its accuracy may trigger a retrain.

@@ -248,6 +248,13 @@ class Counters:
             )
         return out
 
+    async def counted(self, post_ids: Sequence[str]) -> list[bool]:
+        """Whether each post has been counted (and not expired since), in order."""
+        pipe = self.redis.pipeline(transaction=False)
+        for post_id in post_ids:
+            pipe.exists(f"{self.prefix}:seen:{post_id}")
+        return [bool(seen) for seen in await pipe.execute()]
+
     async def prediction(self, post_id: str) -> Prediction | None:
         """What the model said about a counted post (None: not seen, expired, or counted
         before predictions were kept)."""

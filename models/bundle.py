@@ -9,6 +9,9 @@ from pathlib import Path
 from models.preprocess import PREPROCESS_VERSION
 
 MANIFEST = "bundle.json"
+# Each family is served by models.<family> and trained by training.<family>. No import of
+# config/ here: the pyfunc ships models/ alone.
+FAMILIES = ("tfidf", "gru", "transformer")
 SCHEMES = ("negative_vs_rest", "negative_vs_positive")
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from models.bundle import MANIFEST, ModelError, find_bundle
+from models.bundle import FAMILIES, MANIFEST, ModelError, find_bundle
 from models.preprocess import PREPROCESS_VERSION
 
 
@@ -39,6 +39,12 @@ class ModelInfo:
 
     def label(self, p_negative: float) -> str:
         return self.negative_label if p_negative >= self.threshold else self.other_label
+
+    @property
+    def version_label(self) -> str:
+        """The model as predictions, counters and alerts record it: its registered version,
+        or its URI when it was loaded from a path."""
+        return self.version or self.uri
 
     @property
     def display(self) -> str:
@@ -97,14 +103,11 @@ def load_bundle(path: Path, *, name: str = "", version: str = "", uri: str = "")
     return _LOADERS[family](bundle_dir, info)
 
 
-# Serving module of each family. Families register themselves on import; importing only
-# the one a bundle names keeps a worker lean.
-FAMILY_MODULES = {"tfidf": "models.tfidf", "gru": "models.gru", "transformer": "models.transformer"}
-
-
 def _import_family(family: str) -> None:
-    if family in FAMILY_MODULES and family not in _LOADERS:
-        importlib.import_module(FAMILY_MODULES[family])
+    # Families register themselves on import; importing only the one a bundle names keeps
+    # a worker lean.
+    if family in FAMILIES and family not in _LOADERS:
+        importlib.import_module(f"models.{family}")
 
 
 def load_scorer(uri: str, *, tracking_uri: str | None = None, cache_dir: Path | None = None) -> Scorer:

@@ -28,14 +28,14 @@ SIGNALS = (Signal.NEGATIVE_RATE, Signal.VOLUME)
 
 
 @dataclass(frozen=True)
-class Reads:
+class ChartReads:
     """The minute buckets and hourly rollups one chart needs."""
 
     minutes: range
     hours: tuple[int, ...]
 
 
-def reads_for_chart(end_minute: int, minutes: int, cfg: RuleConfig) -> Reads:
+def reads_for_chart(end_minute: int, minutes: int, cfg: RuleConfig) -> ChartReads:
     """Every bucket the chart needs: the shown minutes, the alert windows and the
     history the baseline of each shown minute reaches back to."""
     points = range(end_minute - minutes + 1, end_minute + 1)
@@ -45,7 +45,7 @@ def reads_for_chart(end_minute: int, minutes: int, cfg: RuleConfig) -> Reads:
         reads = reads_for(start_hour * 60 + cfg.window_min - 1, cfg)
         hours.update(reads.hours)
         hours.update(h for week in reads.seasonal for h in week)
-    return Reads(range(first, end_minute + 1), tuple(sorted(hours)))
+    return ChartReads(range(first, end_minute + 1), tuple(sorted(hours)))
 
 
 def parse_minutes(raw: str | None, *, default: int, retention_min: int) -> int:

@@ -327,7 +327,7 @@ class DriftMonitor:
             end_ms=now_ms,
             window_minutes=window_min,
             model=info.display,
-            model_version=info.version or info.uri,
+            model_version=info.version_label,
             volume=status.posts,
             drift_psi=None if status.psi is None else round(status.psi, 4),
             drift_psi_threshold=self.th.psi,

@@ -20,12 +20,10 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter
 
 from config.settings import Settings
+from models.registry import CHALLENGER, CHAMPION, ModelRegistry
 from models.scorer import ModelError, ModelInfo, Scorer, load_scorer
 
 log = logging.getLogger(__name__)
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 Listener = Callable[[Scorer, Scorer], None]
 
@@ -86,43 +84,19 @@ def target_from(settings: Settings) -> ModelTarget:
     return ModelTarget(settings.model_name, pinned_uri=settings.model_uri, family=settings.model_variant)
 
 
-def registry_client(settings: Settings):
-    import mlflow
-
-    return mlflow.MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-
-
 class Registry:
     """The registry questions the watcher asks (blocking MLflow calls: run them in a thread)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.name = settings.model_name
-        self._client = None
-        self._families: dict[str, str] = {}  # version -> family; a version's run never changes
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = registry_client(self.settings)
-        return self._client
+        self.models = ModelRegistry.of(settings)
 
     def alias_version(self, alias: str) -> str | None:
-        version = self.client.get_registered_model(self.name).aliases.get(alias)
-        return None if version is None else str(version)
-
-    def newest_of_family(self, family: str) -> str | None:
-        newest: int | None = None
-        for mv in self.client.search_model_versions(f"name = '{self.name}'"):
-            version = str(mv.version)
-            if version not in self._families:
-                self._families[version] = self.client.get_run(mv.run_id).data.params.get("family", "") if mv.run_id else ""
-            if self._families[version] == family and (newest is None or int(version) > newest):
-                newest = int(version)
-        return None if newest is None else str(newest)
+        return self.models.alias_version(alias)
 
     def target_version(self, target: ModelTarget) -> str | None:
-        return self.newest_of_family(target.family) if target.family else self.alias_version(target.alias)
+        return self.models.newest_of_family(target.family) if target.family else self.alias_version(target.alias)
 
     def load(self, version: str) -> Scorer:
         s = self.settings
@@ -140,13 +114,8 @@ def load_initial(settings: Settings) -> Scorer:
         return load_scorer(target.pinned_uri, tracking_uri=s.tracking_uri, cache_dir=s.home / "model-cache")
     if not target.family:
         return load_scorer(f"models:/{s.model_name}@{target.alias}", tracking_uri=s.tracking_uri, cache_dir=s.home / "model-cache")
-    from mlflow.exceptions import MlflowException
-
     registry = Registry(settings)
-    try:
-        version = registry.newest_of_family(target.family)
-    except MlflowException as exc:
-        raise ModelError(f"cannot list {s.model_name} versions in MLflow at {s.tracking_uri}: {exc.message}") from None
+    version = registry.models.newest_of_family(target.family)
     if version is None:
         raise ModelError(f"no registered {target.family} version of {s.model_name} (BADBUZZ_MODEL_VARIANT={target.family})")
     return registry.load(version)

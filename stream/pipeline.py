@@ -147,7 +147,7 @@ class Pipeline:
                 )
                 for tweet, text, score in zip(tweets, clean, scores)
             ]
-            fresh = await self.counters.count_new(posts, model_version=scorer.info.version or scorer.info.uri)
+            fresh = await self.counters.count_new(posts, model_version=scorer.info.version_label)
             result.counted = len(fresh)
             touched.update(scope for post in posts for scope in post.scopes)
             if self.observers and fresh:

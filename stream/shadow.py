@@ -53,10 +53,6 @@ def in_sample(post_id: str, fraction: float) -> bool:
     return int.from_bytes(digest, "big") < fraction * _HASH_SPACE
 
 
-def version_of(info: ModelInfo) -> str:
-    return info.version or info.uri
-
-
 @dataclass(frozen=True)
 class PairTotals:
     """Sums over the posts both models scored; the figures are derived from them."""
@@ -232,9 +228,9 @@ class ShadowScorer:
         if n == 0:
             return
         per_post = batch.scoring_s / n
-        self.latency.labels("champion", version_of(batch.model)).observe(per_post)
+        self.latency.labels("champion", batch.model.version_label).observe(per_post)
         challenger = self.challenger
-        if challenger is None or version_of(challenger.info) == version_of(batch.model):
+        if challenger is None or challenger.info.version_label == batch.model.version_label:
             return
         picked = [i for i, post_id in enumerate(batch.ids) if in_sample(post_id, self.fraction)]
         if not picked:
@@ -276,10 +272,10 @@ class ShadowScorer:
         self.posts.labels("scored").inc(totals.posts)
         self.agreed.inc(totals.agreed)
         self.abs_delta.inc(totals.abs_delta)
-        self.latency.labels("challenger", version_of(challenger.info)).observe(elapsed / max(totals.posts, 1))
+        self.latency.labels("challenger", challenger.info.version_label).observe(elapsed / max(totals.posts, 1))
         if self.store is not None:
             try:
-                await self.store.add(int(self.clock()) // HOUR_S, version_of(job.champion), version_of(challenger.info), totals)
+                await self.store.add(int(self.clock()) // HOUR_S, job.champion.version_label, challenger.info.version_label, totals)
             except (RedisError, OSError) as exc:
                 log.warning("shadow comparison of %d posts not stored, Redis unavailable: %s", totals.posts, exc)
         return totals

@@ -45,7 +45,7 @@ class FeedbackReport:
         return asdict(self)
 
 
-def parse_feedback(lines: Iterable[str], source: str) -> list[FeedbackRecord]:
+def parse_feedback_lines(lines: Iterable[str], source: str) -> list[FeedbackRecord]:
     """One record per post id; a later line for the same post replaces an earlier one
     (the latest correction wins). Blank lines are skipped."""
     records: dict[str, FeedbackRecord] = {}
@@ -74,10 +74,10 @@ def parse_feedback(lines: Iterable[str], source: str) -> list[FeedbackRecord]:
     return list(records.values())
 
 
-def read_feedback(path: Path) -> list[FeedbackRecord]:
+def read_feedback_file(path: Path) -> list[FeedbackRecord]:
     try:
         with open(path, encoding="utf-8") as handle:
-            return parse_feedback(handle, str(path))
+            return parse_feedback_lines(handle, str(path))
     except FileNotFoundError:
         raise ValueError(f"feedback file not found: {path}") from None
     except UnicodeDecodeError as exc:

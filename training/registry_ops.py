@@ -4,21 +4,17 @@
 champion on the promotion metric over the same held-out test set, without losing more
 than a tolerance of accuracy, and must answer the same question (label scheme).
 ``challenger`` marks a version to watch and moves freely. The gate compares the metrics
-logged on each version's training run."""
+logged on each version's training run. Every registry call goes through
+``models.registry``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
 
-import mlflow
-from mlflow.exceptions import MlflowException
-
 from config.settings import PROMOTION_METRICS
-from training.tracking import CHAMPION
+from models.registry import ALIASES, CHALLENGER, CHAMPION, ModelRegistry, RegisteredVersion, RegistryError
 
-CHALLENGER = "challenger"
-ALIASES = (CHAMPION, CHALLENGER)
 ACCURACY = "test_accuracy"
 # Two floats logged from the same data can differ in the last bits; a drop equal to the
 # tolerance must pass.
@@ -96,29 +92,18 @@ def refusals(candidate: VersionSummary, champion: VersionSummary, metric: str, t
     return reasons
 
 
-def summaries(client: mlflow.MlflowClient, name: str) -> list[VersionSummary]:
-    """Every version of ``name`` with its training run's facts, oldest first."""
-    aliases: dict[str, list[str]] = {}
-    for alias, version in _registered(client, name).aliases.items():
-        aliases.setdefault(str(version), []).append(alias)
-    versions = client.search_model_versions(f"name = '{name}'")
-    return sorted(
-        (_summary(client, str(mv.version), mv.run_id, tuple(sorted(aliases.get(str(mv.version), ())))) for mv in versions),
-        key=lambda s: int(s.version),
-    )
+def summaries(registry: ModelRegistry) -> list[VersionSummary]:
+    """Every version with its training run's facts, oldest first."""
+    held = registry.aliases()
+    return [_summary(registry, v, held) for v in registry.versions()]
 
 
-def summary(client: mlflow.MlflowClient, name: str, version: str) -> VersionSummary:
-    try:
-        mv = client.get_model_version(name, version)
-    except MlflowException:
-        raise ValueError(f"{name} has no version {version}") from None
-    return _summary(client, str(mv.version), mv.run_id, tuple(sorted(mv.aliases)))
+def summary(registry: ModelRegistry, version: str) -> VersionSummary:
+    return _summary(registry, registry.version(version), registry.aliases())
 
 
 def promote(
-    client: mlflow.MlflowClient,
-    name: str,
+    registry: ModelRegistry,
     version: str,
     *,
     alias: str = CHAMPION,
@@ -136,16 +121,16 @@ def promote(
         raise ValueError(f"unknown alias {alias!r}; expected one of {', '.join(ALIASES)}")
     if metric not in PROMOTION_METRICS:
         raise ValueError(f"unknown promotion metric {metric!r}; expected one of {', '.join(PROMOTION_METRICS)}")
-    held = {key: str(value) for key, value in _registered(client, name).aliases.items()}
+    held = registry.aliases()
     previous = held.get(alias)
-    candidate = summary(client, name, version)
+    candidate = summary(registry, version)
     if previous == candidate.version:
         return Promotion(candidate.version, alias, previous, unchanged=True)
     if alias == CHALLENGER and held.get(CHAMPION) == candidate.version:
         raise ValueError(f"v{candidate.version} is the champion; a challenger is a version competing with it")
     reasons: list[str] = []
     if alias == CHAMPION and previous is not None:
-        reasons = refusals(candidate, summary(client, name, previous), metric, tolerance)
+        reasons = refusals(candidate, summary(registry, previous), metric, tolerance)
         if reasons and not force:
             raise PromotionRefused(candidate.version, alias, reasons)
     if alias == CHAMPION:
@@ -153,11 +138,10 @@ def promote(
         tags = {"promoted_at": stamp, "promoted_by_force": str(force).lower(), "previous_champion": previous or ""}
         if reasons:
             tags["force_overrode"] = "; ".join(reasons)
-        for key, value in tags.items():
-            client.set_model_version_tag(name, candidate.version, key, value)
-    client.set_registered_model_alias(name, alias, candidate.version)
+        registry.tag_version(candidate.version, tags)
+    registry.set_alias(alias, candidate.version)
     if alias == CHAMPION and held.get(CHALLENGER) == candidate.version:
-        client.delete_registered_model_alias(name, CHALLENGER)  # the challenge is over: it won
+        registry.delete_alias(CHALLENGER)  # the challenge is over: it won
     return Promotion(candidate.version, alias, previous, forced=force, overridden=tuple(reasons))
 
 
@@ -205,31 +189,25 @@ def leaderboard_document(name: str, metric: str, rows: Sequence[VersionSummary])
     )
 
 
-def _summary(client: mlflow.MlflowClient, version: str, run_id: str | None, aliases: tuple[str, ...]) -> VersionSummary:
+def _summary(registry: ModelRegistry, registered: RegisteredVersion, held: dict[str, str]) -> VersionSummary:
+    version, run_id = registered.version, registered.run_id
+    aliases = tuple(sorted(alias for alias, v in held.items() if v == version))
     if not run_id:
         return VersionSummary(version, aliases=aliases)
     try:
-        run = client.get_run(run_id)
-    except MlflowException:
+        run = registry.run(run_id)
+    except RegistryError:
         return VersionSummary(version, aliases=aliases, run_id=run_id)
-    params, tags = run.data.params, run.data.tags
     return VersionSummary(
         version=version,
-        family=params.get("family", ""),
-        scheme=params.get("scheme", ""),
-        data_hash=tags.get("data_hash", ""),
-        test_split_hash=tags.get("test_split_hash", ""),
-        metrics=dict(run.data.metrics),
+        family=run.params.get("family", ""),
+        scheme=run.params.get("scheme", ""),
+        data_hash=run.tags.get("data_hash", ""),
+        test_split_hash=run.tags.get("test_split_hash", ""),
+        metrics=run.metrics,
         aliases=aliases,
         run_id=run_id,
     )
-
-
-def _registered(client: mlflow.MlflowClient, name: str):
-    try:
-        return client.get_registered_model(name)
-    except MlflowException:
-        raise ValueError(f"no registered model {name!r} in this MLflow store: train one first (badbuzz train)") from None
 
 
 def _short(digest: str) -> str:

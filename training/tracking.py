@@ -1,4 +1,5 @@
-"""MLflow bookkeeping: the store, the experiment, the run, the pyfunc model, the registry.
+"""MLflow run tracking: the store, the experiment, the run, the pyfunc model. Registering
+and aliasing versions is ``models.registry``'s.
 
 Everything goes through an ``MlflowClient`` bound to the settings' store. MLflow's fluent
 API (start_run, log_model) would need ``mlflow.set_tracking_uri``, which is process-global
@@ -26,9 +27,9 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 import models
 from config.settings import PROJECT_ROOT, Settings
 from models.pyfunc import SIGNATURE, BundleModel
+from models.registry import client_for
 
 EXPERIMENT = "badbuzz"
-CHAMPION = "champion"
 MODEL_PATH = "model"
 # Synthetic on purpose: an input example taken from the data would store real tweets
 # (and the handles preprocessing anonymises) inside every model artifact.
@@ -39,10 +40,7 @@ INPUT_EXAMPLE = pd.DataFrame({"text": [
 
 
 def open_store(settings: Settings) -> mlflow.MlflowClient:
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return client_for(settings.tracking_uri)
 
 
 def ensure_experiment(client: mlflow.MlflowClient, settings: Settings) -> str:
@@ -112,25 +110,6 @@ def log_bundle_model(client: mlflow.MlflowClient, run_id: str, bundle_dir: Path)
         )
         client.log_artifacts(run_id, str(model_dir), MODEL_PATH)
     return f"{client.get_run(run_id).info.artifact_uri}/{MODEL_PATH}"
-
-
-def register(client: mlflow.MlflowClient, name: str, source: str, run_id: str) -> str:
-    """Register ``source`` as a new version of ``name``; return the version number."""
-    try:
-        client.create_registered_model(name)
-    except MlflowException as exc:
-        if not _already_exists(exc):
-            raise
-    return str(client.create_model_version(name, source, run_id=run_id).version)
-
-
-def crown_if_first(client: mlflow.MlflowClient, name: str, version: str) -> bool:
-    """Give ``version`` the champion alias only when no version holds it yet; replacing a
-    champion is the promotion gate's decision, not training's."""
-    if CHAMPION in client.get_registered_model(name).aliases:
-        return False
-    client.set_registered_model_alias(name, CHAMPION, version)
-    return True
 
 
 def _already_exists(exc: MlflowException) -> bool:

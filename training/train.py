@@ -15,20 +15,17 @@ import pandas as pd
 from config.settings import Settings, get_settings
 from models import drift
 from models.preprocess import PREPROCESS_VERSION
-from models.bundle import SCHEMES, write_manifest
+from models.bundle import FAMILIES, SCHEMES, write_manifest
+from models.registry import ModelRegistry
 from models.scorer import Scorer, load_bundle
 from training import evaluate, tracking
 from training.data import (
     LONG_CHARS, SHORT_TOKENS, CleanReport, Split, clean, file_sha256, frame_sha256, parse_data_spec, split,
     stratified_subset, to_binary,
 )
-from training.feedback import FeedbackReport, add_feedback, read_feedback, recover_texts
+from training.feedback import FeedbackReport, add_feedback, read_feedback_file, recover_texts
 from training.profile import profile
 
-# Each family module offers PARAMS, fit(texts, labels, seed, params) and save(model, bundle_dir).
-# Optional: explain(model) -> dict, logged as explanation.json.
-# Imported on demand: training TF-IDF must not pay for importing TensorFlow or torch.
-FAMILIES: dict[str, str] = {"tfidf": "training.tfidf", "gru": "training.gru", "transformer": "training.transformer"}
 SEED = 42
 THRESHOLD = 0.5
 
@@ -75,7 +72,11 @@ def train(
     if scheme not in SCHEMES:
         raise ValueError(f"unknown label scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
     settings = settings or get_settings()
-    module: ModuleType = importlib.import_module(FAMILIES[family])
+    # Each family's module training.<family> offers PARAMS, fit(texts, labels, seed, params)
+    # and save(model, bundle_dir); optional: explain(model) -> dict, logged as
+    # explanation.json. Imported on demand: training TF-IDF must not pay for importing
+    # TensorFlow or torch.
+    module: ModuleType = importlib.import_module(f"training.{family}")
     unknown = sorted(set(params or {}) - set(module.PARAMS))
     if unknown:
         raise ValueError(f"unknown {family} parameter(s) {', '.join(unknown)}; known: {', '.join(module.PARAMS)}")
@@ -134,8 +135,9 @@ def train(
         }
         tracking.log_values(client, run_id, params, metrics, tags)
         source = tracking.log_bundle_model(client, run_id, bundle_dir)
-        version = tracking.register(client, settings.model_name, source, run_id) if register else None
-        crowned = version is not None and tracking.crown_if_first(client, settings.model_name, version)
+        registry = ModelRegistry.of(settings)
+        version = registry.register(source, run_id) if register else None
+        crowned = version is not None and registry.crown_if_first(version)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -157,7 +159,7 @@ def _prepare(
 ) -> _Prepared:
     spec = parse_data_spec(data)
     # Read first: a malformed feedback file should fail before minutes of loading.
-    records = read_feedback(feedback) if feedback is not None else None
+    records = read_feedback_file(feedback) if feedback is not None else None
     progress(f"loading {data} from {spec.path}")
     raw = spec.load()
     progress(f"loaded {len(raw)} rows: {_counts(raw['sentiment'])}")

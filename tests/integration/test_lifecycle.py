@@ -19,6 +19,7 @@ from alerting.feedback import Feedback, FeedbackStore
 from benchmarks.run import french_posts
 from badbuzz.processes import free_port, settings_env
 from config.settings import Settings
+from models.registry import ModelRegistry
 from models.scorer import load_scorer
 from badbuzz import replay as rp
 from counting.counters import Prediction
@@ -371,8 +372,9 @@ async def test_retraining_from_feedback_end_to_end(live_services, tmp_path):
         tags = client.get_model_version(NAME, "2").tags
         assert tags["retrain_feedback"] == "60"
         aliases = {alias: str(v) for alias, v in client.get_registered_model(NAME).aliases.items()}
+        registry = ModelRegistry(settings.tracking_uri, NAME)
         reasons = registry_ops.refusals(
-            registry_ops.summary(client, NAME, "2"), registry_ops.summary(client, NAME, "1"), settings.promote_metric, settings.promote_accuracy_tolerance
+            registry_ops.summary(registry, "2"), registry_ops.summary(registry, "1"), settings.promote_metric, settings.promote_accuracy_tolerance
         )
         if reasons:
             assert not result.promoted and list(result.refusals) == reasons
@@ -409,6 +411,7 @@ async def test_report_reads_volumes_incidents_feedback_shadow_and_drift_from_red
         posts = [ScoredPost(f"r{i}", recent, 0.9 if i < 30 else 0.1, i < 30, ("all", "term:delay") if i < 10 else ("all",), ()) for i in range(100)]
         posts += [ScoredPost(f"o{i}", old, 0.9, True, ("all",), ()) for i in range(50)]  # outside a 2h report
         await counters.count(posts, model_version="1")
+        assert await counters.counted(["r0", "o49", "never-sent"]) == [True, True, False]
         outbox = Outbox(redis, prefix=settings.redis_prefix, sinks=["console"], cfg=OutboxConfig.from_settings(settings))
         for seq, action in ((1, "opened"), (2, "escalated"), (3, "resolved")):
             alert = Alert(f"rate-all-x.{seq}", "rate-all-x", seq, "negative_rate", action, "critical" if seq == 2 else "warning", "all",

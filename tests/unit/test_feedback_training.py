@@ -8,11 +8,11 @@ import pytest
 
 from config.settings import Settings
 from training.data import Split, file_sha256, frame_sha256
-from training.feedback import FeedbackRecord, add_feedback, parse_feedback, read_feedback, recover_texts
+from training.feedback import FeedbackRecord, add_feedback, parse_feedback_lines, read_feedback_file, recover_texts
 from training.train import train
 
 
-def test_parse_feedback_keeps_the_latest_record_per_post():
+def test_parse_feedback_lines_keeps_the_latest_record_per_post():
     lines = [
         '{"post_id": 17, "label": "negative", "text": "lost my bag"}',
         "",
@@ -21,7 +21,7 @@ def test_parse_feedback_keeps_the_latest_record_per_post():
         '{"post_id": "b", "label": "positive", "text": "   "}',
     ]
 
-    assert parse_feedback(lines, "fb.jsonl") == [
+    assert parse_feedback_lines(lines, "fb.jsonl") == [
         FeedbackRecord("a-1", "not_negative", None),
         FeedbackRecord("17", "neutral", "found it, all good"),
         FeedbackRecord("b", "positive", None),
@@ -36,17 +36,17 @@ def test_parse_feedback_keeps_the_latest_record_per_post():
     ('{"post_id": 1, "label": "angry"}', "fb.jsonl line 2: 'label' must be one of negative, positive, neutral, not_negative, got 'angry'"),
     ('{"post_id": 1, "label": "negative", "text": 5}', "fb.jsonl line 2: 'text' must be a string when present"),
 ])
-def test_parse_feedback_rejects_bad_lines_with_their_number(line, message):
+def test_parse_feedback_lines_rejects_bad_lines_with_their_number(line, message):
     with pytest.raises(ValueError) as raised:
-        parse_feedback(['{"post_id": 1, "label": "negative"}', line], "fb.jsonl")
+        parse_feedback_lines(['{"post_id": 1, "label": "negative"}', line], "fb.jsonl")
 
     assert str(raised.value).startswith(message)
     assert "\n" not in str(raised.value)
 
 
-def test_read_feedback_reports_a_missing_file(tmp_path):
+def test_read_feedback_file_reports_a_missing_file(tmp_path):
     with pytest.raises(ValueError, match="^feedback file not found: "):
-        read_feedback(tmp_path / "nope.jsonl")
+        read_feedback_file(tmp_path / "nope.jsonl")
 
 
 def test_recovery_leaves_kafka_alone_when_every_record_has_its_text():

@@ -12,6 +12,7 @@ import pytest
 
 from badbuzz import cli
 from config.settings import Settings, get_settings
+from models.registry import ModelRegistry
 from training import registry_ops, tracking
 from training.registry_ops import PromotionRefused, VersionSummary, promote, render_leaderboard
 from training.train import train
@@ -49,7 +50,11 @@ def make_version(
         {"data_hash": data_hash, "test_split_hash": split_hash},
     )
     client.set_terminated(run_id, "FINISHED")
-    return tracking.register(client, name, f"{client.get_run(run_id).info.artifact_uri}/model", run_id)
+    return registry(store, name).register(f"{client.get_run(run_id).info.artifact_uri}/model", run_id)
+
+
+def registry(store, name: str) -> ModelRegistry:
+    return ModelRegistry(store[0].tracking_uri, name)
 
 
 def champion(client: mlflow.MlflowClient, name: str) -> str:
@@ -61,7 +66,7 @@ def tags(client: mlflow.MlflowClient, name: str, version: str) -> dict[str, str]
 
 
 def gate(store, name, version, **kwargs):
-    return promote(store[1], name, version, metric=METRIC, tolerance=0.01, now=NOW, **kwargs)
+    return promote(registry(store, name), version, metric=METRIC, tolerance=0.01, now=NOW, **kwargs)
 
 
 def test_first_model_becomes_champion_without_a_comparison(store, name):
@@ -113,7 +118,7 @@ def test_an_accuracy_drop_beyond_the_tolerance_is_refused(store, name):
         "test_accuracy 0.8300 is 0.0200 below champion v1's 0.8500, more than the tolerance 0.01"
     ]
 
-    done = promote(store[1], name, v2, metric=METRIC, tolerance=0.02)
+    done = promote(registry(store, name), v2, metric=METRIC, tolerance=0.02)
     assert (done.version, champion(store[1], name)) == ("2", "2")
 
 
@@ -123,7 +128,7 @@ def test_the_metric_is_configurable(store, name):
 
     with pytest.raises(PromotionRefused):
         gate(store, name, v2)
-    done = promote(store[1], name, v2, metric="test_f1_negative", tolerance=0.01)
+    done = promote(registry(store, name), v2, metric="test_f1_negative", tolerance=0.01)
 
     assert champion(store[1], name) == done.version == "2"
 
@@ -151,7 +156,7 @@ def test_a_missing_metric_is_refused_by_name(store, name):
     v2 = make_version(store, name, recall=0.90, accuracy=0.90)
 
     with pytest.raises(PromotionRefused) as refused:
-        promote(store[1], name, v2, metric="test_f1_negative", tolerance=0.01)
+        promote(registry(store, name), v2, metric="test_f1_negative", tolerance=0.01)
 
     assert refused.value.reasons == ["v2's run has no test_f1_negative logged", "v1's run has no test_f1_negative logged"]
 
@@ -201,7 +206,7 @@ def test_challenger_moves_without_gates_and_leaves_when_it_wins(store, name):
 def test_promoting_the_champion_again_changes_nothing(store, name):
     gate(store, name, make_version(store, name, recall=0.80, accuracy=0.85))
 
-    again = promote(store[1], name, "1", metric=METRIC, tolerance=0.01, force=True)
+    again = promote(registry(store, name), "1", metric=METRIC, tolerance=0.01, force=True)
 
     assert again.unchanged
     assert tags(store[1], name, "1")["promoted_by_force"] == "false"
@@ -245,7 +250,7 @@ def test_real_training_of_another_scheme_is_refused_through_the_cli(real, monkey
 
 def test_real_trainings_carry_what_the_gate_compares(real):
     settings, rest, positive = real
-    rows = registry_ops.summaries(tracking.open_store(settings), settings.model_name)
+    rows = registry_ops.summaries(ModelRegistry.of(settings))
 
     assert [(r.version, r.family, r.scheme, r.aliases) for r in rows] == [
         ("1", "tfidf", "negative_vs_rest", ("champion",)), ("2", "tfidf", "negative_vs_positive", ()),
