@@ -161,9 +161,11 @@ def retrain(
     now: Callable[[], float] = time.time,
 ) -> RetrainResult:
     from config.connections import redis_client
-    from training.train import train
+    from training.train import require_family, train
 
     s = settings
+    # Before reading feedback or writing its file: a missing extra would only fail later.
+    require_family(s.retrain_family)
     client = tracking.open_store(s)
     champion = champion_of(client, s.model_name)
     since = champion.started_ms if since_ms is None else since_ms
