@@ -1,13 +1,13 @@
 .PHONY: demo test setup services-up services-down retrain
 
-demo:  ## set up everything and run the local demo
+demo:  ## set up the base install (no TensorFlow, no torch) and run the local demo
 	bash scripts/demo.sh
 
 test:  ## set up everything, start the services, run the whole test suite
 	bash scripts/test.sh
 
-setup:
-	bash scripts/bootstrap.sh
+setup:  ## everything: test tooling and the gru and transformer training extras
+	bash scripts/bootstrap.sh dev,gru,transformer
 
 services-up: setup
 	.venv/bin/badbuzz services up

@@ -139,9 +139,11 @@ def retrain(
     now: Callable[[], float] = time.time,
 ) -> RetrainResult:
     from config.connections import redis_client
-    from training.train import train
+    from training.train import require_family, train
 
     s = settings
+    # Before reading feedback or writing its file: a missing extra would only fail later.
+    require_family(s.retrain_family)
     registry = ModelRegistry.of(s)
     champion = champion_of(registry)
     since = champion.started_ms if since_ms is None else since_ms

@@ -3,7 +3,8 @@
 # are stopped again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+# The suite trains every model family and needs its own tooling: all extras.
+bash scripts/bootstrap.sh dev,gru,transformer
 bash scripts/audit.sh
 started=0
 if ! .venv/bin/badbuzz services status >/dev/null 2>&1; then

@@ -33,7 +33,7 @@ MALFORMED = [b'{"id": "m1", "text": "unterminated', b'{"id": "m2"}', b'{"id": "m
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.fail("headless Chromium is needed for the dashboard test: apt-get install chromium (scripts/bootstrap.sh does)")
+        pytest.fail("headless Chromium is needed for the dashboard test: apt-get install chromium (make test installs it)")
     return found
 
 
