@@ -39,13 +39,14 @@ class Feed:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.sent = 0
+        self._stopping = False
         self._task: asyncio.Task | None = None
 
     async def _run(self) -> None:
         producer = AIOKafkaProducer(**kafka_options(self.settings), acks="all", enable_idempotence=True, request_timeout_ms=60_000)
         await producer.start()
         try:
-            while True:
+            while not self._stopping:
                 batch = []
                 for i in range(self.sent, self.sent + RATE // 10):
                     body = {"id": f"r-{i}", "text": f"flight {i} delayed again, awful", "created_at": int(time.time() * 1000)}
@@ -66,10 +67,10 @@ class Feed:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is None or self._task.done():
-            return
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        """Finish the batch in flight (a cancelled batch could reach the topic uncounted here)."""
+        self._stopping = True
+        if self._task is not None:
+            await self._task
 
 
 async def _counted(settings: Settings) -> int:
@@ -83,11 +84,11 @@ async def _counted(settings: Settings) -> int:
         await client.aclose()
 
 
-async def _until(predicate, timeout_s: float, what: str) -> float:
+async def _until(predicate, timeout_s: float, what: str, settings: Settings) -> float:
     start = time.monotonic()
     while not await predicate():
         if time.monotonic() - start > timeout_s:
-            raise TimeoutError(f"recovery bench: no {what} within {timeout_s:.0f}s")
+            raise TimeoutError(f"recovery bench: no {what} within {timeout_s:.0f}s ({await _counted(settings)} posts counted)")
         await asyncio.sleep(0.1)
     return time.monotonic() - start
 
@@ -121,7 +122,7 @@ async def _scenario(name: str, short: str, base: Settings, model_home: Path, log
     feed = Feed(settings)
     try:
         feed.start()
-        await _until(lambda: _counting_since(settings, 1), 120, "counting at start")
+        await _until(lambda: _counting_since(settings, 1), 120, "counting at start", settings)
         await asyncio.sleep(3)
         before = await _counted(settings)
         started = time.monotonic()
@@ -134,10 +135,10 @@ async def _scenario(name: str, short: str, base: Settings, model_home: Path, log
             _kill(base, svc)
             await asyncio.sleep(DOWN_S)
             services.up(base, echo=lambda _: None)
-        await _until(lambda: _counting_since(settings, before + 1), 180, f"counting after the {fault} fault")
+        await _until(lambda: _counting_since(settings, before + 1), 180, f"counting after the {fault} fault", settings)
         resumed_s = time.monotonic() - started
         await feed.stop()
-        await _until(lambda: _exactly(settings, feed.sent), 180, "catching up")
+        await _until(lambda: _exactly(settings, feed.sent), 180, f"catching up to {feed.sent} posts", settings)
         caught_up_s = time.monotonic() - started
     finally:
         await feed.stop()
@@ -162,8 +163,17 @@ async def _exactly(settings: Settings, n: int) -> bool:
     return await _counted(settings) == n
 
 
-async def measure_recovery(settings: Settings, say: Say) -> list[dict]:
-    """One row per fault; private services on free ports, stopped afterwards."""
+SCENARIOS = (
+    ("worker SIGKILL + restart, dynamic membership", "worker", False),
+    ("worker SIGKILL + restart, static membership", "worker", True),
+    ("broker SIGKILL + restart", "broker", True),
+    ("Redis SIGKILL + restart", "redis", True),
+)
+
+
+async def measure_recovery(settings: Settings, say: Say, *, log_dir: Path, only: tuple[str, ...] = ()) -> list[dict]:
+    """One row per fault; private services on free ports, stopped afterwards. Worker logs
+    stay in ``log_dir``."""
     with tempfile.TemporaryDirectory(prefix="badbuzz-recovery-") as tmp:
         home = Path(tmp)
         kafka_port, controller_port, redis_port = free_port(), free_port(), free_port()
@@ -181,14 +191,11 @@ async def measure_recovery(settings: Settings, say: Say) -> list[dict]:
         services.up(base, echo=lambda _: None)
         rows = []
         try:
-            for name, fault, static in (
-                ("worker SIGKILL + restart, dynamic membership", "worker", False),
-                ("worker SIGKILL + restart, static membership", "worker", True),
-                ("broker SIGKILL + restart", "broker", True),
-                ("Redis SIGKILL + restart", "redis", True),
-            ):
+            for name, fault, static in SCENARIOS:
+                if only and fault not in only:
+                    continue
                 say(f"recovery: {name} ...")
-                rows.append(await _scenario(name, f"{fault}{'-s' if static else ''}", base, settings.home, home / "logs", fault, static=static))
+                rows.append(await _scenario(name, f"{fault}{'-s' if static else ''}", base, settings.home, log_dir, fault, static=static))
                 say(f"  {rows[-1]}")
         finally:
             services.down(base)
