@@ -26,6 +26,8 @@ from benchmarks.profiling import cpu_seconds, start_sampling, stop_sampling, sum
 from config.settings import Settings
 from models.bundle import FAMILIES
 from models.registry import ModelRegistry
+from benchmarks.recovery import RATE as RECOVERY_RATE
+from benchmarks.recovery import measure_recovery
 from models.scorer import Scorer, load_scorer
 from counting.counters import Counters, ScoredPost
 from config.topics import delete_topics, ensure_topics
@@ -646,6 +648,9 @@ async def run_bench(
 
     say("Redis memory ...")
     await redis_memory(settings, int(200_000 * scale), report, say)
+
+    for row in await measure_recovery(settings, say, log_dir=log_dir):
+        report.add(f"Recovery while posts arrive at {RECOVERY_RATE}/s (private services, tfidf champion, 1 worker)", row, say)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.md").write_text(report.markdown())
