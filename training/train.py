@@ -15,7 +15,7 @@ import pandas as pd
 from config.settings import Settings, get_settings
 from models import drift
 from models.preprocess import PREPROCESS_VERSION
-from models.bundle import SCHEMES, write_manifest
+from models.bundle import SCHEMES, record_files, write_manifest
 from models.scorer import Scorer, load_bundle
 from training import evaluate, tracking
 from training.data import (
@@ -105,6 +105,7 @@ def train(
         # What serving's drift monitor compares live traffic with (models.drift).
         val_texts = prepared.parts.val["text"].tolist()
         drift.write_reference(bundle_dir, drift.build_reference(scorer.score_batch(val_texts), train_part["text"].tolist(), val_texts))
+        record_files(bundle_dir)
         metrics = {"fit_seconds": fit_seconds, **_assess(client, run_id, scorer, module, model, prepared, bundle_dir)}
         progress(
             f"test: accuracy {metrics['test_accuracy']:.4f}, negative precision "
