@@ -180,7 +180,7 @@ def _prepare(
     data_hash = file_sha256([spec.path])
     if feedback is None or records is None:
         return _Prepared(parts, report, data_hash)
-    records, recovered = recover_texts(records, settings.kafka_bootstrap, settings.topic_raw)
+    records, recovered = recover_texts(records, settings, settings.topic_raw)
     parts, fb = add_feedback(parts, records, scheme, recovered)
     # Counts only: feedback texts are users' posts and stay out of logs.
     progress(
