@@ -19,6 +19,7 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
+from config.connections import redact_url
 from config.settings import Settings
 from models.scorer import ModelError, ModelInfo, Scorer, load_scorer
 
@@ -146,7 +147,7 @@ def load_initial(settings: Settings) -> Scorer:
     try:
         version = registry.newest_of_family(target.family)
     except MlflowException as exc:
-        raise ModelError(f"cannot list {s.model_name} versions in MLflow at {s.tracking_uri}: {exc.message}") from None
+        raise ModelError(f"cannot list {s.model_name} versions in MLflow at {redact_url(s.tracking_uri)}: {exc.message}") from None
     if version is None:
         raise ModelError(f"no registered {target.family} version of {s.model_name} (BADBUZZ_MODEL_VARIANT={target.family})")
     return registry.load(version)
