@@ -351,8 +351,11 @@ def read_pipeline(bundle_dir: Path) -> Pipeline:
         classifier.n_features_in_ = width
         union_name, classifier_name = settings["steps"]
         union = FeatureUnion(vectorizers, transformer_weights=settings["transformer_weights"])
-        return Pipeline([(union_name, union), (classifier_name, classifier)])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        pipeline = Pipeline([(union_name, union), (classifier_name, classifier)])
+        # Settings scikit-learn rejects fail here, at load, rather than on the first post.
+        pipeline.predict_proba(["", "a b"])
+        return pipeline
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"model at {bundle_dir} is not a readable TF-IDF bundle: {exc}") from None
 
 

@@ -252,8 +252,16 @@ def test_bundle_data_is_read_as_data_only(tmp_path):
         serving.read_pipeline(folder)
     assert _Trap.ran == []
 
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"tokenizer": {"function": "os.system"}}, "its tokenizer names 'os.system', not one of models.preprocess.tokens"),
+    ({"analyzer": "sentences"}, "not a readable TF-IDF bundle: .*analyzer"),
+])
+def test_settings_a_bundle_cannot_hold_are_refused_at_load(tmp_path, change, why):
+    _, folder = _bundle(tmp_path)
     settings = json.loads((folder / "tfidf.json").read_text())
-    settings["parts"][0]["params"]["tokenizer"] = {"function": "os.system"}
+    settings["parts"][0]["params"].update(change)
     (folder / "tfidf.json").write_text(json.dumps(settings))
-    with pytest.raises(ModelError, match="its tokenizer names 'os.system', not one of models.preprocess.tokens"):
+
+    with pytest.raises(ModelError, match=why):
         serving.read_pipeline(folder)
