@@ -8,6 +8,9 @@ incoming webhook cannot thread, so there each announcement is a message of its o
 names the incident."""
 from __future__ import annotations
 
+import re
+from urllib.parse import quote
+
 import redis.asyncio as aioredis
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -22,8 +25,33 @@ class SlackDeliveryError(RuntimeError):
     pass
 
 
+# Text from posts and settings (terms, ids, model names) goes into mrkdwn. Slack reads
+# <...> as links and mentions (<!channel>, <@U123>), so &, < and > become entities; a
+# backtick would open or close a code span, and no escape exists for it, so it becomes a
+# look-alike; a line break inside a value could forge a line of the alert, or end a code
+# span; and @channel-style words get an invisible joiner so no parse setting turns them
+# into a mention.
+_BACKTICK_LOOKALIKE = "\u02cb"
+_WORD_JOINER = "\u2060"
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+_MENTION = re.compile(r"@(?=\w)")
+
+
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """One line of mrkdwn showing ``text`` as it is."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", _BACKTICK_LOOKALIKE)
+    return _MENTION.sub("@" + _WORD_JOINER, _LINE_BREAKS.sub(" ", text))
+
+
+def _code(text: str) -> str:
+    """``text`` as an inline code span that nothing in it can end early."""
+    return f"`{_escape(text) or ' '}`"
+
+
+def _link(url: str, label: str) -> str:
+    # Percent-encoded, so nothing in the URL (a |, a space, a >) ends it early.
+    target = quote(url, safe=":/?#[]@!$&'()*+,;=%").replace("&", "&amp;")
+    return f"<{target}|{_escape(label)}>"
 
 
 def colour(alert: Alert) -> str:
@@ -51,18 +79,18 @@ def blocks(alert: Alert) -> list[dict]:
         ]
     out.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{_escape(v)}"} for k, v in fields]})
     if alert.signal != "model_quality":
-        drivers = ", ".join(f"`{_escape(d['term'])}` ({d['count']} vs {d['baseline_count']})" for d in alert.drivers) or NO_DRIVERS
-        examples = ", ".join(f"`{_escape(i)}`" for i in alert.example_post_ids) or "-"
+        drivers = ", ".join(f"{_code(str(d['term']))} ({d['count']} vs {d['baseline_count']})" for d in alert.drivers) or NO_DRIVERS
+        examples = ", ".join(_code(str(i)) for i in alert.example_post_ids) or "-"
         out.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Drivers:* {drivers}\n*Example posts:* {examples}"}})
-    context = f"incident `{_escape(alert.incident_id)}` · alert `{_escape(alert.alert_id)}`"
+    context = f"incident {_code(alert.incident_id)} · alert {_code(alert.alert_id)}"
     if alert.link:
-        context += f" · <{alert.link}|look it up>"
+        context += f" · {_link(alert.link, 'look it up')}"
     out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
     return out
 
 
 def attachments(alert: Alert) -> list[dict]:
-    return [{"color": colour(alert), "fallback": alert.headline, "blocks": blocks(alert)}]
+    return [{"color": colour(alert), "fallback": _escape(alert.headline), "blocks": blocks(alert)}]
 
 
 class SlackWebhookSink:
@@ -72,7 +100,7 @@ class SlackWebhookSink:
         self.client = AsyncWebhookClient(url, timeout=int(timeout_s))
 
     async def send(self, alert: Alert) -> None:
-        response = await self.client.send(text=alert.headline, attachments=attachments(alert))
+        response = await self.client.send(text=_escape(alert.headline), attachments=attachments(alert))
         if response.status_code != 200:
             raise SlackDeliveryError(f"Slack webhook answered {response.status_code}: {str(response.body)[:200]}")
 
@@ -113,7 +141,7 @@ class SlackBotSink:
         if thread is not None:
             channel, thread_ts = thread.decode().split("|", 1)
             kwargs = {"thread_ts": thread_ts, "reply_broadcast": alert.action == "escalated"}
-        response = await self.client.chat_postMessage(channel=channel, text=alert.headline, attachments=attachments(alert), **kwargs)
+        response = await self.client.chat_postMessage(channel=channel, text=_escape(alert.headline), attachments=attachments(alert), **kwargs)
         if not response.get("ok"):
             raise SlackDeliveryError(f"chat.postMessage failed: {response.get('error')}")
         ts = str(response["ts"])

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
+from config.connections import install_log_redaction, redact, redact_url
 from config.settings import PROMOTION_METRICS, Settings, get_settings
 from models.bundle import FAMILIES
 from models.registry import ALIASES, ModelRegistry
@@ -51,6 +52,8 @@ def cli(verbose: bool) -> None:
     )
     for noisy in ("aiokafka", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # At DEBUG, client libraries log what they send (slack_sdk the webhook URL).
+    install_log_redaction(get_settings())
 
 
 @cli.group()
@@ -366,7 +369,7 @@ def bench_alerts(days: int, warmup_days: int, bursts_per_size: int, seed: int, m
     try:
         asyncio.run(run_alert_bench(settings, scorer, days=days, warmup_days=warmup_days, bursts_per_size=bursts_per_size, seed=seed, say=click.echo))
     except RedisConnectionError as exc:
-        raise UserError(f"Redis at {settings.redis_url} unreachable ({exc}): run `badbuzz services up` first") from None
+        raise UserError(f"Redis at {redact_url(settings.redis_url)} unreachable ({exc}): run `badbuzz services up` first") from None
 
 
 @cli.command()
@@ -385,7 +388,7 @@ def retrain(if_needed: bool, family: str | None) -> None:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     except (RedisError, OSError) as exc:
-        raise UserError(f"cannot read the feedback store in Redis at {settings.redis_url}: {exc}") from None
+        raise UserError(f"cannot read the feedback store in Redis at {redact_url(settings.redis_url)}: {exc}") from None
 
 
 @cli.command()
@@ -411,7 +414,7 @@ def report(since: str, as_json: bool, out: Path | None, slack: bool) -> None:
     try:
         data = asyncio.run(rp.build_report(settings, period))
     except (RedisError, OSError) as exc:
-        raise UserError(f"cannot read Redis at {settings.redis_url}: {exc}") from None
+        raise UserError(f"cannot read Redis at {redact_url(settings.redis_url)}: {exc}") from None
     markdown = rp.render_markdown(data)
     text = json.dumps(data, indent=2) + "\n" if as_json else markdown
     if out is None:
@@ -443,7 +446,7 @@ def compare(since: str, no_mlflow: bool) -> None:
     try:
         pairs = asyncio.run(rp.shadow_totals(settings, period))
     except (RedisError, OSError) as exc:
-        raise UserError(f"cannot read Redis at {settings.redis_url}: {exc}") from None
+        raise UserError(f"cannot read Redis at {redact_url(settings.redis_url)}: {exc}") from None
     click.echo(rp.render_comparison(pairs, period), nl=False)
     if pairs and not no_mlflow:
         logged = rp.log_comparison(settings, pairs)
@@ -494,10 +497,10 @@ def main() -> None:
         sys.exit(130)
     except click.UsageError as exc:
         hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
-        click.echo(f"badbuzz: error: {exc.format_message()}{hint}", err=True)
+        click.echo(redact(f"badbuzz: error: {exc.format_message()}{hint}"), err=True)
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
-        click.echo(f"badbuzz: {exc.format_message()}", err=True)
+        click.echo(redact(f"badbuzz: {exc.format_message()}"), err=True)
         sys.exit(EXIT_FAILURE)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -505,7 +508,7 @@ def main() -> None:
         click.echo(f"badbuzz: invalid setting {name}: {first['msg']}", err=True)
         sys.exit(EXIT_USAGE)
     except _user_errors() as exc:
-        click.echo(f"badbuzz: {exc}", err=True)
+        click.echo(redact(f"badbuzz: {exc}"), err=True)
         sys.exit(EXIT_FAILURE)
 
 

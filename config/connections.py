@@ -1,10 +1,13 @@
 """Clients for Kafka and Redis built from the settings, security included, so every
 producer, consumer, admin client, Faust app and Redis connection in the project
-authenticates the same way."""
+authenticates the same way; and the masking that keeps their secrets out of output."""
 from __future__ import annotations
 
+import logging
+import re
 import ssl
-from typing import Any
+from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 
@@ -67,3 +70,110 @@ def redis_client(settings: Settings, **kwargs: Any) -> aioredis.Redis:
     if settings.redis_url.startswith("rediss://") and settings.redis_ssl_ca_file:
         options["ssl_ca_certs"] = str(settings.redis_ssl_ca_file)
     return aioredis.Redis.from_url(settings.redis_url, **options)
+
+
+MASK = "***"
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s]*:)[^\s/]*(?=@)")
+_QUERY_SECRET = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|token|secret|access_token|api_key|sig)=)[^&;#\s]*", re.IGNORECASE)
+_PATTERNS = (
+    (_URL_PASSWORD, rf"\g<head>{MASK}"),
+    (_QUERY_SECRET, rf"\g<head>{MASK}"),
+    # The webhook URL is its own credential: the path after the host is the secret.
+    (re.compile(r"(?P<head>https://hooks\.slack(?:-gov)?\.com/)[^\s'\"<>]+"), rf"\g<head>{MASK}"),
+    (re.compile(r"\bx(?:ox[a-z]|app)-[A-Za-z0-9-]+"), MASK),
+    (re.compile(r"(?P<head>InstrumentationKey=)[^;\s'\"]+", re.IGNORECASE), rf"\g<head>{MASK}"),
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be printed: the password of its user part and password-like query
+    parameters masked (``redis://:***@host:6379/0``)."""
+    for pattern, replacement in _PATTERNS[:2]:
+        url = pattern.sub(replacement, url)
+    return url
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold, as it would appear in text."""
+    secrets = [
+        secret.get_secret_value()
+        for secret in (
+            settings.slack_webhook_url, settings.slack_bot_token, settings.appinsights_connection_string,
+            settings.kafka_sasl_password, settings.redis_password,
+        )
+        if secret is not None
+    ]
+    if settings.appinsights_connection_string is not None:
+        secrets += re.findall(r"InstrumentationKey=([^;]+)", settings.appinsights_connection_string.get_secret_value(), re.IGNORECASE)
+    for url in (settings.redis_url, settings.tracking_uri):
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:
+            secrets.append(password)
+    return secrets
+
+
+class SecretFilter(logging.Filter):
+    """Masks the given secrets, and anything shaped like a credential (a URL's password,
+    a Slack webhook or token, an App Insights instrumentation key), in a record's message,
+    exception and stack text."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        super().__init__()
+        # Longest first, so a secret containing another is masked whole; very short values
+        # would mask ordinary words.
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is the handler's to report, as logging does
+            return True
+        masked = self.redact(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+_active = SecretFilter()
+
+
+def install_log_redaction(settings: Settings) -> SecretFilter:
+    """Mask secrets in every log record from now on, whichever logger makes it and
+    whichever handler writes it. Applied as each record is created rather than on
+    handlers: the Faust worker replaces the root handlers, and a logger that does not
+    propagate would bypass them."""
+    global _active
+    _active = SecretFilter(secret_values(settings))
+    base = logging.getLogRecordFactory()
+    base = getattr(base, "unredacted", base)
+    redactor = _active
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        redactor.filter(record)
+        return record
+
+    factory.unredacted = base  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+    return _active
+
+
+def redact(text: str) -> str:
+    """``text`` with the installed secrets and credential-shaped strings masked."""
+    return _active.redact(text)

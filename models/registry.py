@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from config.connections import redact_url
 from models.bundle import MANIFEST, ModelError
 
 CHAMPION = "champion"
@@ -100,7 +101,7 @@ class ModelRegistry:
         try:
             found = self.client.search_model_versions(f"name = '{self.name}'")
         except MlflowException as exc:
-            raise RegistryError(f"cannot list {self.name} versions in MLflow at {self.tracking_uri}: {exc.message}") from None
+            raise RegistryError(f"cannot list {self.name} versions in MLflow at {redact_url(self.tracking_uri)}: {exc.message}") from None
         return sorted((RegisteredVersion(str(mv.version), mv.run_id or "") for mv in found), key=lambda v: int(v.version))
 
     def version(self, version: str) -> RegisteredVersion:
@@ -118,7 +119,7 @@ class ModelRegistry:
         try:
             run = self.client.get_run(run_id)
         except MlflowException as exc:
-            raise RegistryError(f"cannot read run {run_id} in MLflow at {self.tracking_uri}: {exc.message}") from None
+            raise RegistryError(f"cannot read run {run_id} in MLflow at {redact_url(self.tracking_uri)}: {exc.message}") from None
         data = run.data
         return RunFacts(run_id, dict(data.params), dict(data.tags), dict(data.metrics), int(run.info.start_time))
 
@@ -210,7 +211,7 @@ def fetch_registered(uri: str, *, tracking_uri: str | None, cache_dir: Path | No
         if not any(dest.rglob(MANIFEST)):
             _download(source, tracking_uri, root, dest)
     except MlflowException as exc:
-        raise ModelError(f"cannot load {uri} from MLflow at {tracking_uri}: {exc.message}") from exc
+        raise ModelError(f"cannot load {uri} from MLflow at {redact_url(tracking_uri)}: {exc.message}") from exc
     return dest, name, version
 
 

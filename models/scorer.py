@@ -14,7 +14,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from models.bundle import FAMILIES, MANIFEST, ModelError, find_bundle
+from models.bundle import FAMILIES, MANIFEST, ModelError, find_bundle, verify_files
 from models.preprocess import PREPROCESS_VERSION
 
 
@@ -91,6 +91,7 @@ def load_bundle(path: Path, *, name: str = "", version: str = "", uri: str = "")
     _import_family(family)
     if family not in _LOADERS:
         raise ModelError(f"model at {bundle_dir} has unknown family {family!r}")
+    verify_files(bundle_dir, manifest)
     info = ModelInfo(
         family=family,
         scheme=manifest["scheme"],

@@ -7,25 +7,43 @@ per post) was the largest cost of the whole worker; for a single post, scikit-le
 input validation around five calls took most of a millisecond. Character n-grams of a
 ``char_wb`` vectorizer never cross a word boundary, so a post's counts are the sum of its
 words' counts, and words repeat: each word's vocabulary indices are computed once, with
-scikit-learn's own n-gram function, and cached."""
+scikit-learn's own n-gram function, and cached.
+
+The bundle holds plain data, never a pickle: a worker hot-swaps whatever the registry
+serves, and unpickling it would run whatever code it carries. ``tfidf.json`` has the
+pipeline's settings and each vectorizer's vocabulary; ``idf-<i>.npy``, ``coef.npy``,
+``intercept.npy`` and ``classes.npy`` the fitted numbers, read without pickle support.
+Serving rebuilds the scikit-learn pipeline from them (the reference its own arithmetic is
+checked against, and the fallback)."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-import joblib
 import numpy as np
 from scipy.special import expit
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion
+from sklearn.pipeline import FeatureUnion, Pipeline
 
-from models.preprocess import preprocess
+from models.bundle import ModelError
+from models.preprocess import preprocess, tokens
 from models.scorer import ModelInfo, register_family
 
-PIPELINE_FILE = "pipeline.joblib"
+SETTINGS_FILE = "tfidf.json"
+COEF_FILE = "coef.npy"
+INTERCEPT_FILE = "intercept.npy"
+CLASSES_FILE = "classes.npy"
+IDF_FILE = "idf-{}.npy"  # one per vectorizer of the union that weights by idf
+# What bundles held before the plain format: refused, never opened.
+PICKLE_FILE = "pipeline.joblib"
+FORMAT = 1
+# The functions a vectorizer may be configured with, by name: a bundle can only pick one
+# of these, never name code to import.
+FUNCTIONS: dict[str, Callable] = {"models.preprocess.tokens": tokens}
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +262,121 @@ class TfidfScorer:
         return positive if self._neg_col == 1 else 1 - positive
 
 
+def _plain_param(name: str, value: Any) -> Any:
+    if name == "dtype":
+        return np.dtype(value).name
+    if isinstance(value, tuple):
+        value = list(value)
+    if callable(value):
+        known = [key for key, function in FUNCTIONS.items() if function is value]
+        if not known:
+            raise ValueError(f"its {name} is {value!r}, not one of the functions a bundle can name ({', '.join(FUNCTIONS)})")
+        return {"function": known[0]}
+    if value is None or isinstance(value, (str, bool, int, float)) or (isinstance(value, list) and all(isinstance(v, (str, int)) for v in value)):
+        return value
+    raise ValueError(f"its {name} {value!r} cannot be written as plain data")
+
+
+def _param(name: str, value: Any) -> Any:
+    if name == "dtype":
+        return np.dtype(value).type
+    if name == "ngram_range":
+        return tuple(value)
+    if isinstance(value, dict):
+        if value.get("function") not in FUNCTIONS:
+            raise ValueError(f"its {name} names {value.get('function')!r}, not one of {', '.join(FUNCTIONS)}")
+        return FUNCTIONS[value["function"]]
+    return value
+
+
+def write_pipeline(pipeline: Pipeline, bundle_dir: Path) -> None:
+    """Save a fitted pipeline, a union of TF-IDF vectorizers under a binary logistic
+    regression, as plain data; ValueError for any other pipeline."""
+    steps = getattr(pipeline, "steps", [])
+    if len(steps) != 2 or not isinstance(steps[0][1], FeatureUnion) or not isinstance(steps[1][1], LogisticRegression):
+        raise ValueError("a TF-IDF bundle holds a FeatureUnion of TfidfVectorizers then a LogisticRegression")
+    (union_name, union), (classifier_name, classifier) = steps
+    if len(classifier.classes_) != 2:
+        raise ValueError("a TF-IDF bundle holds a binary logistic regression")
+    parts = []
+    arrays = {COEF_FILE: classifier.coef_, INTERCEPT_FILE: classifier.intercept_, CLASSES_FILE: classifier.classes_}
+    for index, (name, vectorizer) in enumerate(union.transformer_list):
+        if not isinstance(vectorizer, TfidfVectorizer):
+            raise ValueError(f"union part {name!r} is not a TfidfVectorizer")
+        try:
+            params = {k: _plain_param(k, v) for k, v in vectorizer.get_params().items() if k != "vocabulary"}
+        except ValueError as exc:
+            raise ValueError(f"union part {name!r} cannot be saved: {exc}") from None
+        terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
+        if not all(isinstance(t, str) for t in terms):
+            raise ValueError(f"union part {name!r} has non-text features")
+        weighting = vectorizer._tfidf
+        if hasattr(weighting, "idf_"):
+            arrays[IDF_FILE.format(index)] = weighting.idf_
+        parts.append({"name": name, "params": params, "weighting": weighting.get_params(), "vocabulary": terms})
+    settings = {
+        "format": FORMAT,
+        "steps": [union_name, classifier_name],
+        "transformer_weights": union.transformer_weights,
+        "parts": parts,
+    }
+    text = json.dumps(settings, ensure_ascii=False)
+    for file, values in arrays.items():
+        if values.dtype.hasobject:
+            raise ValueError(f"{file.split('.')[0]} holds Python objects ({values.dtype}), not plain numbers or text")
+    (bundle_dir / SETTINGS_FILE).write_text(text, encoding="utf-8")
+    for file, values in arrays.items():
+        np.save(bundle_dir / file, values, allow_pickle=False)
+
+
+def read_pipeline(bundle_dir: Path) -> Pipeline:
+    """The fitted pipeline that ``write_pipeline`` saved, rebuilt from its plain data."""
+    if not (bundle_dir / SETTINGS_FILE).is_file() and (bundle_dir / PICKLE_FILE).is_file():
+        raise ModelError(f"model at {bundle_dir} is a pickled TF-IDF bundle ({PICKLE_FILE}), which is never loaded: retrain it")
+    try:
+        settings = json.loads((bundle_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+        if settings.get("format") != FORMAT:
+            raise ValueError(f"format {settings.get('format')!r}, this code reads format {FORMAT}")
+        vectorizers = [(p["name"], _vectorizer(p, bundle_dir / IDF_FILE.format(i))) for i, p in enumerate(settings["parts"])]
+        classifier = LogisticRegression()
+        classifier.coef_, classifier.intercept_, classifier.classes_ = (
+            np.load(bundle_dir / file, allow_pickle=False) for file in (COEF_FILE, INTERCEPT_FILE, CLASSES_FILE)
+        )
+        width = sum(len(v.vocabulary_) for _, v in vectorizers)
+        if classifier.coef_.shape != (1, width) or classifier.intercept_.shape != (1,) or classifier.classes_.shape != (2,):
+            raise ValueError(
+                f"coefficients {classifier.coef_.shape}, intercept {classifier.intercept_.shape} and classes "
+                f"{classifier.classes_.shape} do not fit a binary regression over {width} features"
+            )
+        classifier.n_features_in_ = width
+        union_name, classifier_name = settings["steps"]
+        union = FeatureUnion(vectorizers, transformer_weights=settings["transformer_weights"])
+        pipeline = Pipeline([(union_name, union), (classifier_name, classifier)])
+        # Settings scikit-learn rejects fail here, at load, rather than on the first post.
+        pipeline.predict_proba(["", "a b"])
+        return pipeline
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"model at {bundle_dir} is not a readable TF-IDF bundle: {exc}") from None
+
+
+def _vectorizer(part: dict, idf_path: Path) -> TfidfVectorizer:
+    vectorizer = TfidfVectorizer(**{k: _param(k, v) for k, v in part["params"].items()})
+    terms = part["vocabulary"]
+    if not all(isinstance(t, str) for t in terms) or len(set(terms)) != len(terms):
+        raise ValueError(f"the vocabulary of {part['name']!r} is not a list of distinct terms")
+    vectorizer.vocabulary_ = {t: i for i, t in enumerate(terms)}
+    vectorizer.fixed_vocabulary_ = False
+    weighting = TfidfTransformer(**part["weighting"])
+    weighting.n_features_in_ = len(terms)
+    if weighting.use_idf:
+        idf = np.load(idf_path, allow_pickle=False)
+        if idf.shape != (len(terms),) or idf.dtype not in (np.float32, np.float64):
+            raise ValueError(f"the idf of {part['name']!r} is {idf.dtype} {idf.shape}, for {len(terms)} terms")
+        weighting.idf_ = idf
+    vectorizer._tfidf = weighting
+    return vectorizer
+
+
 @register_family("tfidf")
 def load(bundle_dir: Path, info: ModelInfo) -> TfidfScorer:
-    return TfidfScorer(joblib.load(bundle_dir / PIPELINE_FILE), info)
+    return TfidfScorer(read_pipeline(bundle_dir), info)

@@ -15,6 +15,8 @@ from typing import Iterable
 import orjson
 import pandas as pd
 
+from config.connections import kafka_options
+from config.settings import Settings
 from training.data import Split, clean, to_binary
 
 LABELS = ("negative", "positive", "neutral", "not_negative")
@@ -88,17 +90,17 @@ def with_texts(records: list[FeedbackRecord], found: dict[str, str]) -> list[Fee
     return [r if r.text is not None or r.post_id not in found else FeedbackRecord(r.post_id, r.label, found[r.post_id]) for r in records]
 
 
-def recover_texts(records: list[FeedbackRecord], bootstrap: str, topic: str) -> tuple[list[FeedbackRecord], int]:
+def recover_texts(records: list[FeedbackRecord], settings: Settings, topic: str) -> tuple[list[FeedbackRecord], int]:
     """Fill in missing texts from the raw topic; return the records and how many were
     recovered. Kafka is contacted only when some record lacks its text."""
     wanted = {r.post_id for r in records if r.text is None}
     if not wanted:
         return records, 0
-    found = asyncio.run(scan_topic(bootstrap, topic, wanted))
+    found = asyncio.run(scan_topic(settings, topic, wanted))
     return with_texts(records, found), len(found)
 
 
-async def scan_topic(bootstrap: str, topic: str, wanted: set[str], idle_timeout_s: float = SCAN_IDLE_TIMEOUT_S) -> dict[str, str]:
+async def scan_topic(settings: Settings, topic: str, wanted: set[str], idle_timeout_s: float = SCAN_IDLE_TIMEOUT_S) -> dict[str, str]:
     """Texts of the wanted post ids, read from ``topic`` from its earliest offsets up to
     the end offsets at the start of the scan (or until every id is found). The first
     message carrying an id wins; messages that are not JSON objects with an ``id`` and a
@@ -106,9 +108,10 @@ async def scan_topic(bootstrap: str, topic: str, wanted: set[str], idle_timeout_
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
 
-    partitions = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic)]
+    bootstrap = settings.kafka_bootstrap
+    partitions = [TopicPartition(topic, p) for p in await _partitions(settings, topic)]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+        **kafka_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     try:
         await consumer.start()
@@ -141,11 +144,12 @@ async def scan_topic(bootstrap: str, topic: str, wanted: set[str], idle_timeout_
     return found
 
 
-async def _partitions(bootstrap: str, topic: str) -> list[int]:
+async def _partitions(settings: Settings, topic: str) -> list[int]:
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    bootstrap = settings.kafka_bootstrap
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     try:
         await admin.start()
         # Listed before described: describing an absent topic makes a broker with

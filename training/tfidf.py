@@ -1,20 +1,20 @@
 """Fitting the TF-IDF family: word and character n-grams into a logistic regression.
 
 The saved pipeline takes already-preprocessed text; ``models.tfidf`` applies
-``preprocess`` at scoring time, so training applies the very same function here."""
+``preprocess`` at scoring time, so training applies the very same function here. It is
+saved as plain data (``models.tfidf.write_pipeline``), never pickled."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-import joblib
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from models.preprocess import preprocess, tokens
-from models.tfidf import PIPELINE_FILE
+from models.tfidf import write_pipeline
 
 PARAMS: dict[str, object] = {
     "word_ngram_range": (1, 2),
@@ -51,7 +51,7 @@ def fit(texts: Sequence[str], labels: np.ndarray, seed: int, params: dict[str, o
 
 
 def save(pipeline: Pipeline, bundle_dir: Path) -> None:
-    joblib.dump(pipeline, bundle_dir / PIPELINE_FILE)
+    write_pipeline(pipeline, bundle_dir)
 
 
 def explain(pipeline: Pipeline, top: int = 30) -> dict:

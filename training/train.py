@@ -16,7 +16,7 @@ import pandas as pd
 from config.settings import Settings, get_settings
 from models import drift
 from models.preprocess import PREPROCESS_VERSION
-from models.bundle import FAMILIES, SCHEMES, write_manifest
+from models.bundle import FAMILIES, SCHEMES, record_files, write_manifest
 from models.registry import ModelRegistry
 from models.scorer import Scorer, load_bundle
 from training import evaluate, tracking
@@ -115,6 +115,7 @@ def train(
         # What serving's drift monitor compares live traffic with (models.drift).
         val_texts = prepared.parts.val["text"].tolist()
         drift.write_reference(bundle_dir, drift.build_reference(scorer.score_batch(val_texts), train_part["text"].tolist(), val_texts))
+        record_files(bundle_dir)
         metrics = {"fit_seconds": fit_seconds, **_assess(client, run_id, scorer, module, model, prepared, bundle_dir)}
         progress(
             f"test: accuracy {metrics['test_accuracy']:.4f}, negative precision "
@@ -202,7 +203,7 @@ def _prepare(
     data_hash = file_sha256([spec.path])
     if feedback is None or records is None:
         return _Prepared(parts, report, data_hash)
-    records, recovered = recover_texts(records, settings.kafka_bootstrap, settings.topic_raw)
+    records, recovered = recover_texts(records, settings, settings.topic_raw)
     parts, fb = add_feedback(parts, records, scheme, recovered)
     # Counts only: feedback texts are users' posts and stay out of logs.
     progress(

@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from badbuzz.services.errors import ServiceError
+from config.connections import redact_url
 from config.settings import Settings
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -35,7 +36,7 @@ def config_warning(settings: Settings) -> str | None:
     if url.hostname in LOCAL_HOSTS and (url.port or 6379) == settings.redis_port:
         return None
     return (
-        f"note: BADBUZZ_REDIS_URL={settings.redis_url} does not point at the local "
+        f"note: BADBUZZ_REDIS_URL={redact_url(settings.redis_url)} does not point at the local "
         f"Redis on {address(settings)}"
     )
 

@@ -52,7 +52,7 @@ def raw_topic(live_services):
 
 
 def test_scan_finds_the_first_valid_message_of_each_wanted_id(raw_topic):
-    found = asyncio.run(scan_topic(raw_topic.kafka_bootstrap, raw_topic.topic_raw, {"101", "abc", "102", "999"}))
+    found = asyncio.run(scan_topic(raw_topic, raw_topic.topic_raw, {"101", "abc", "102", "999"}))
 
     assert found == {"101": "@united lost my bag again", "abc": "@united thank you, lovely crew"}
 
@@ -65,7 +65,7 @@ def test_recovery_fills_missing_texts_and_counts_them(raw_topic):
         FeedbackRecord("103", "negative", "text given in the file wins"),
     ]
 
-    filled, recovered = recover_texts(records, raw_topic.kafka_bootstrap, raw_topic.topic_raw)
+    filled, recovered = recover_texts(records, raw_topic, raw_topic.topic_raw)
 
     assert recovered == 2
     assert filled == [
@@ -81,7 +81,7 @@ def test_a_missing_topic_is_a_one_line_error(live_services):
     topic = f"t-{uuid.uuid4().hex[:10]}.absent"
 
     with pytest.raises(ValueError) as raised:
-        recover_texts([FeedbackRecord("1", "negative")], bootstrap, topic)
+        recover_texts([FeedbackRecord("1", "negative")], Settings(kafka_bootstrap=bootstrap, _env_file=None), topic)
 
     assert str(raised.value) == f"topic {topic!r} does not exist on Kafka at {bootstrap}: cannot recover feedback texts"
     assert topic not in asyncio.run(_topics(bootstrap))  # looking did not create it

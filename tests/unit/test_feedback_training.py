@@ -11,6 +11,8 @@ from training.data import Split, file_sha256, frame_sha256
 from training.feedback import FeedbackRecord, add_feedback, parse_feedback_lines, read_feedback_file, recover_texts
 from training.train import train
 
+UNREACHABLE = Settings(kafka_bootstrap="127.0.0.1:1", _env_file=None)
+
 
 def test_parse_feedback_lines_keeps_the_latest_record_per_post():
     lines = [
@@ -53,15 +55,45 @@ def test_recovery_leaves_kafka_alone_when_every_record_has_its_text():
     records = [FeedbackRecord("1", "negative", "late")]
 
     # Port 1 refuses connections: any attempt to reach Kafka would raise.
-    assert recover_texts(records, "127.0.0.1:1", "tweets.raw") == (records, 0)
+    assert recover_texts(records, UNREACHABLE, "tweets.raw") == (records, 0)
 
 
 def test_recovery_reports_an_unreachable_broker_in_one_line():
     with pytest.raises(ValueError) as raised:
-        recover_texts([FeedbackRecord("1", "negative")], "127.0.0.1:1", "tweets.raw")
+        recover_texts([FeedbackRecord("1", "negative")], UNREACHABLE, "tweets.raw")
 
     assert str(raised.value).startswith("cannot reach Kafka at 127.0.0.1:1 to recover feedback texts")
     assert "\n" not in str(raised.value)
+
+
+def test_recovery_connects_with_the_configured_kafka_security(monkeypatch, tmp_path):
+    import aiokafka.admin
+    from aiokafka.errors import KafkaConnectionError
+
+    seen: list[dict] = []
+
+    class Admin:
+        def __init__(self, **options):
+            seen.append(options)
+
+        async def start(self):
+            raise KafkaConnectionError("refused")
+
+        async def close(self):
+            pass
+
+    monkeypatch.setattr(aiokafka.admin, "AIOKafkaAdminClient", Admin)
+    secured = Settings(
+        kafka_bootstrap="broker:9093", kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="trainer", kafka_sasl_password="s3cret-pass", _env_file=None,
+    )
+
+    with pytest.raises(ValueError, match="cannot reach Kafka at broker:9093"):
+        recover_texts([FeedbackRecord("1", "negative")], secured, "tweets.raw")
+
+    assert [(o["security_protocol"], o["sasl_mechanism"], o["sasl_plain_username"], o["sasl_plain_password"]) for o in seen] == [
+        ("SASL_PLAINTEXT", "SCRAM-SHA-512", "trainer", "s3cret-pass"),
+    ]
 
 
 def _labelled(rows: list[tuple[str, str]]) -> pd.DataFrame:

@@ -62,6 +62,11 @@ def test_first_training_logs_the_run_and_crowns_version_1(first):
     assert run.info.artifact_uri.startswith(settings.artifact_root.resolve().as_uri())
     manifest = json.loads((result.bundle_dir / MANIFEST).read_text())
     assert (manifest["family"], manifest["scheme"], manifest["threshold"]) == ("tfidf", "negative_vs_rest", 0.5)
+    # Plain data only, each file with the digest load_bundle checks.
+    assert sorted(manifest["files"]) == [
+        "classes.npy", "coef.npy", "drift_reference.json", "idf-0.npy", "idf-1.npy", "intercept.npy", "tfidf.json",
+    ]
+    assert manifest["files"]["tfidf.json"] == file_sha256([result.bundle_dir / "tfidf.json"])
 
     text = "\n".join(lines)
     for step in ("loading airline", "cleaning removed", "fitting tfidf", "test: accuracy", "as champion"):
