@@ -8,8 +8,11 @@ Privacy: a feedback record holds the post id, the label, the prediction (score, 
 model version), a comment with handles and links replaced by placeholders, and times.
 Never the post's text or its author.
 
-Key layout (``P`` is the Redis prefix): ``P:feedback:<post id>`` (the latest record, JSON),
-``P:feedback:wrong`` (post ids reported wrong, scored by submission time)."""
+Key layout (``P`` is the Redis prefix): ``P:feedback:post:<post id>`` (the latest record,
+JSON), ``P:feedback:wrong`` (post ids reported wrong, scored by submission time). Post ids
+come from outside, so they live under their own ``post:`` namespace: no id, however
+chosen, names another key. Records kept before that namespace (``P:feedback:<post id>``)
+are still read by ``badbuzz.retrain`` until they expire."""
 from __future__ import annotations
 
 import logging
@@ -31,6 +34,8 @@ from counting.windows import MINUTE_MS, minute_of
 LABELS = ("negative", "positive")
 MAX_COMMENT_CHARS = 500
 MAX_POST_ID_CHARS = 200
+# The last millisecond of the year 9999, the last a timestamp can be written for.
+MAX_SUBMITTED_AT_MS = 253_402_300_799_999
 MODEL_SCOPE = "model"
 EXAMPLES = 5
 
@@ -89,6 +94,8 @@ def parse_feedback(raw: bytes | None) -> Feedback:
     submitted = body.get("submitted_at")
     if isinstance(submitted, bool) or not isinstance(submitted, int):
         raise InvalidFeedback("field 'submitted_at' must be epoch milliseconds")
+    if not 0 <= submitted <= MAX_SUBMITTED_AT_MS:
+        raise InvalidFeedback("field 'submitted_at' is not a time between 1970 and 9999")
     source = body.get("source") if isinstance(body.get("source"), str) else ""
     # Scrubbed again: the topic may have other producers than our CLI.
     return make_feedback(str(post_id), body.get("label"), comment, now_ms=submitted, source=source)
@@ -108,7 +115,7 @@ class FeedbackStore:
         self.ttl_s = ttl_s
 
     def _key(self, post_id: str) -> str:
-        return f"{self.prefix}:feedback:{post_id}"
+        return f"{self.prefix}:feedback:post:{post_id}"
 
     @property
     def _wrong_key(self) -> str:

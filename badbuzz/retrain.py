@@ -75,18 +75,22 @@ def feedback_facts(records: Sequence[dict], champion_version: str) -> FeedbackFa
 
 async def read_feedback(redis: aioredis.Redis, prefix: str, since_ms: int) -> list[dict]:
     """Feedback records (``alerting.feedback`` layout) submitted at or after ``since_ms``,
-    oldest first. Scans the keyspace: this is an offline job, not the worker."""
+    oldest first, the latest per post. Scans the keyspace: this is an offline job, not
+    the worker. Records kept before post ids had their own namespace are read too."""
     wrong_key = f"{prefix}:feedback:wrong".encode()
     keys = [k async for k in redis.scan_iter(match=f"{prefix}:feedback:*", count=5000) if k != wrong_key]
-    records = []
+    latest: dict[str, dict] = {}
     for start in range(0, len(keys), 1000):
         for raw in await redis.mget(keys[start : start + 1000]):
             if raw is None:
                 continue  # expired between the scan and the read
             record = orjson.loads(raw)
-            if isinstance(record, dict) and int(record.get("submitted_at") or 0) >= since_ms:
-                records.append(record)
-    return sorted(records, key=lambda r: (r["submitted_at"], str(r["post_id"])))
+            if not isinstance(record, dict) or int(record.get("submitted_at") or 0) < since_ms:
+                continue
+            post_id = str(record["post_id"])
+            if post_id not in latest or int(record.get("received_at") or 0) >= int(latest[post_id].get("received_at") or 0):
+                latest[post_id] = record
+    return sorted(latest.values(), key=lambda r: (r["submitted_at"], str(r["post_id"])))
 
 
 async def drift_alerts_since(redis: aioredis.Redis, prefix: str, since_ms: int) -> int:
