@@ -388,3 +388,47 @@ async def test_feedback_on_a_post_whose_id_is_wrong_keeps_the_wrong_set(private,
             assert worker.returncode == 0
     finally:
         await redis.aclose()
+
+
+async def test_a_bug_stops_the_worker_without_committing_its_batch(scenario, tmp_path):
+    import subprocess
+    import sys
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from badbuzz.processes import settings_env
+    from tests.conftest import REPO, worker_env_base
+
+    settings = scenario.model_copy(update={"topic_partitions": 1})
+    await ensure_topics(settings, [settings.topic_raw, settings.topic_dlq, settings.topic_alerts], partitions=1)
+    records = posts(310)
+    records[305] = (b"bug", orjson.dumps({**orjson.loads(records[305][1]), "text": "BUG"}))
+    await produce(settings, records[:300])
+    env = {k: v for k, v in worker_env_base().items() if not k.startswith("BADBUZZ_")} | settings_env(settings) | {"PYTHONPATH": str(REPO)}
+    log_path = tmp_path / "buggy-worker.log"
+    with log_path.open("w") as log:
+        buggy = subprocess.Popen([sys.executable, str(REPO / "tests/failure/buggy_worker.py")], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        await exactly(settings, 300, process=buggy)
+        await produce(settings, records[300:])
+        await asyncio.to_thread(buggy.wait, 60)
+    except BaseException:
+        print(log_path.read_text()[-8000:])
+        raise
+    finally:
+        if buggy.poll() is None:
+            buggy.kill()
+    assert buggy.returncode == 1
+    assert "stopping the worker without committing it" in log_path.read_text()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    # Committed at most up to the batch that failed (its posts may have come in two).
+    [offset] = [o.offset for o in committed.values()]
+    assert 300 <= offset <= 305
+    # Nothing lost: a sound worker takes the held batch from the committed offset.
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        await exactly(settings, 310, process=worker)
