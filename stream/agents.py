@@ -125,14 +125,16 @@ class BatchHandler:
     async def handle(self, events: Sequence[EventT]) -> BatchResult | None:
         """The batch's result once it is counted; None when it was held."""
         if self.halted or self.stopped.done():
-            return self._hold(events)
+            self._hold(events)
+            return None
         batch = Batch([to_raw_message(e) for e in events])
         started = time.perf_counter()
         try:
             result = await self._until_done(lambda: self.pipeline.run(batch))
         except Abandoned:
             if not batch.counted:
-                return self._hold(events)
+                self._hold(events)
+                return None
             result = batch.result
         except asyncio.CancelledError:
             # Not by the stop above (that ends in Abandoned): whoever cancels, the posts
@@ -157,7 +159,6 @@ class BatchHandler:
     def _hold(self, events: Sequence[EventT]) -> None:
         hold(events)
         self.halted = True
-        return None
 
 
 def register(app: faust.App, settings: Settings, raw: faust.TopicT, build_pipeline: Callable[[], Pipeline], metrics: Metrics) -> None:
