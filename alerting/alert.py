@@ -3,13 +3,24 @@ resolved) of one incident. Carries numbers and post ids only: no user handles, n
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import orjson
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_FIRST = datetime.min.replace(tzinfo=timezone.utc)
+_LAST = datetime.max.replace(tzinfo=timezone.utc)
+
+
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """UTC ISO-8601 to the second; a time outside the years 1..9999 (an outside value
+    gone wrong) reads as the nearest end of that range instead of failing."""
+    try:
+        at = _EPOCH + timedelta(milliseconds=ms)
+    except OverflowError:
+        at = _LAST if ms > 0 else _FIRST
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def now_iso() -> str:

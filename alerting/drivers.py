@@ -37,8 +37,8 @@ def over_represented(
 ) -> list[Driver]:
     """The ``k`` window terms with the highest z-score of at least ``MIN_Z`` (ties: more
     frequent, then alphabetical), among terms used by at least ``min_count`` window posts."""
-    window = {t: c for t, c in window.items() if _publishable(t)}
-    reference = {t: c for t, c in reference.items() if _publishable(t)}
+    window = {t: c for t, c in window.items() if c > 0 and _publishable(t)}
+    reference = {t: c for t, c in reference.items() if c > 0 and _publishable(t)}
     n_window, n_reference = sum(window.values()), sum(reference.values())
     pooled = n_window + n_reference
     if not n_reference:
@@ -50,10 +50,16 @@ def over_represented(
         if y_w < min_count:
             continue
         y_r = reference.get(term, 0)
+        others = pooled - y_w - y_r
+        if not others:
+            # The only word in both windows: its share is 1 before and after, no rise
+            # (and the log-odds of the other words would divide by zero).
+            continue
         alpha = PRIOR_STRENGTH * (y_w + y_r) / pooled
-        delta = math.log((y_w + alpha) / (n_window + PRIOR_STRENGTH - y_w - alpha)) - math.log(
-            (y_r + alpha) / (n_reference + PRIOR_STRENGTH - y_r - alpha)
-        )
+        # Counts and pseudo-counts of the other words, each window: from the integer
+        # counts, so rounding cannot bring them to zero.
+        rest_alpha = PRIOR_STRENGTH * others / pooled
+        delta = math.log((y_w + alpha) / (n_window - y_w + rest_alpha)) - math.log((y_r + alpha) / (n_reference - y_r + rest_alpha))
         z = delta / math.sqrt(1 / (y_w + alpha) + 1 / (y_r + alpha))
         if z >= MIN_Z:
             drivers.append(Driver(term, y_w, y_r, round(z, 2)))

@@ -8,8 +8,11 @@ Privacy: a feedback record holds the post id, the label, the prediction (score, 
 model version), a comment with handles and links replaced by placeholders, and times.
 Never the post's text or its author.
 
-Key layout (``P`` is the Redis prefix): ``P:feedback:<post id>`` (the latest record, JSON),
-``P:feedback:wrong`` (post ids reported wrong, scored by submission time)."""
+Key layout (``P`` is the Redis prefix): ``P:feedback:post:<post id>`` (the latest record,
+JSON), ``P:feedback:wrong`` (post ids reported wrong, scored by submission time). Post ids
+come from outside, so they live under their own ``post:`` namespace: no id, however
+chosen, names another key. Records kept before that namespace (``P:feedback:<post id>``)
+are still read by ``FeedbackStore.submitted_since`` until they expire."""
 from __future__ import annotations
 
 import logging
@@ -31,6 +34,8 @@ from counting.windows import MINUTE_MS, minute_of
 LABELS = ("negative", "positive")
 MAX_COMMENT_CHARS = 500
 MAX_POST_ID_CHARS = 200
+# The last millisecond of the year 9999, the last a timestamp can be written for.
+MAX_SUBMITTED_AT_MS = 253_402_300_799_999
 MODEL_SCOPE = "model"
 EXAMPLES = 5
 
@@ -89,6 +94,8 @@ def parse_feedback(raw: bytes | None) -> Feedback:
     submitted = body.get("submitted_at")
     if isinstance(submitted, bool) or not isinstance(submitted, int):
         raise InvalidFeedback("field 'submitted_at' must be epoch milliseconds")
+    if not 0 <= submitted <= MAX_SUBMITTED_AT_MS:
+        raise InvalidFeedback("field 'submitted_at' is not a time between 1970 and 9999")
     source = body.get("source") if isinstance(body.get("source"), str) else ""
     # Scrubbed again: the topic may have other producers than our CLI.
     return make_feedback(str(post_id), body.get("label"), comment, now_ms=submitted, source=source)
@@ -108,7 +115,7 @@ class FeedbackStore:
         self.ttl_s = ttl_s
 
     def _key(self, post_id: str) -> str:
-        return f"{self.prefix}:feedback:{post_id}"
+        return f"{self.prefix}:feedback:post:{post_id}"
 
     @property
     def _wrong_key(self) -> str:
@@ -145,19 +152,23 @@ class FeedbackStore:
         return None if raw is None else orjson.loads(raw)
 
     async def submitted_since(self, since_ms: int) -> list[dict]:
-        """The records submitted at or after ``since_ms``, oldest first. Scans the keyspace:
-        for offline jobs (report, retraining), never the worker."""
+        """The records submitted at or after ``since_ms``, oldest first, the latest per
+        post. Scans the keyspace: for offline jobs (report, retraining), never the worker.
+        Records kept before post ids had their own namespace are read too."""
         wrong_key = self._wrong_key.encode()
-        keys = [k async for k in self.redis.scan_iter(match=self._key("*"), count=5000) if k != wrong_key]
-        records = []
+        keys = [k async for k in self.redis.scan_iter(match=f"{self.prefix}:feedback:*", count=5000) if k != wrong_key]
+        latest: dict[str, dict] = {}
         for start in range(0, len(keys), 1000):
             for raw in await self.redis.mget(keys[start : start + 1000]):
                 if raw is None:
                     continue  # expired between the scan and the read
                 record = orjson.loads(raw)
-                if isinstance(record, dict) and int(record.get("submitted_at") or 0) >= since_ms:
-                    records.append(record)
-        return sorted(records, key=lambda r: (r["submitted_at"], str(r["post_id"])))
+                if not isinstance(record, dict) or int(record.get("submitted_at") or 0) < since_ms:
+                    continue
+                post_id = str(record["post_id"])
+                if post_id not in latest or int(record.get("received_at") or 0) >= int(latest[post_id].get("received_at") or 0):
+                    latest[post_id] = record
+        return sorted(latest.values(), key=lambda r: (r["submitted_at"], str(r["post_id"])))
 
     async def wrong_since(self, since_ms: int, until_ms: int) -> list[str]:
         """Post ids reported wrong in [since, until], newest first."""

@@ -1,26 +1,32 @@
 """The Faust agent: takes micro-batches of raw events off ``tweets.raw`` and hands them to
-the pipeline. Offsets are acknowledged only after a batch is fully counted (at-least-once;
-the counters make redelivery harmless)."""
+the pipeline. Offsets are acknowledged only after a batch is fully handled (at-least-once;
+the counters make redelivery harmless), never for a batch that was not counted."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Awaitable, Callable, Sequence, TypeVar
 
 import faust
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from faust.types import EventT
+from faust.types.tuples import ack_lock
 
 from config.settings import Settings
 from stream.heap import freeze_long_lived_objects
 from stream.metrics import Metrics
-from stream.pipeline import Pipeline, RawMessage
+from stream.pipeline import Batch, BatchResult, Pipeline, RawMessage
+from stream.retry import Abandoned, Outage, until_done
 from counting.terms import ScopeMatcher
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 DLQ_TRUNCATED_BYTES = 512 * 1024
+# How long a batch in hand when the worker begins to stop may take to finish; the
+# shutdown waits for it (Faust waits for every taken event) within its grace period.
+STOP_WAIT_S = 5.0
 
 
 def scopes_for(settings: Settings) -> list[str]:
@@ -66,30 +72,108 @@ def dead_letter_to(dlq: faust.TopicT, metrics: Metrics):
     return dead_letter
 
 
+def hold(events: Sequence[EventT]) -> None:
+    """Keep Faust from acknowledging these events, so their offsets are never committed
+    by this worker and whoever owns the partitions next reads them again. Faust
+    acknowledges the events ``take_events`` yielded in a ``finally`` block, whatever
+    became of them, and waits for every unacknowledged one before it stops: a message
+    already marked acknowledged is skipped by the one and released by the other. Only
+    for a worker about to stop: an offset acknowledged after a held one could be
+    committed past it."""
+    with ack_lock:
+        for event in events:
+            event.message.acked = True
+
+
+class BatchHandler:
+    """Takes each batch through the pipeline until it is fully handled, so that its
+    offsets are committed only then. A transient failure (see ``stream.retry``) is
+    retried with backoff for as long as it lasts. Anything else is a bug: the batch is
+    held and the worker stops, to start again from the last committed offset, rather
+    than acknowledge posts it never counted. When the worker is stopping, the batch in
+    hand gets ``stop_wait_s`` to finish; if it was not counted by then it is held, and
+    so is every batch after it."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        *,
+        stopped: asyncio.Future,
+        crash: Callable[[BaseException], Awaitable[None]],
+        stop_wait_s: float = STOP_WAIT_S,
+    ):
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.stopped = stopped
+        self.crash = crash
+        self.stop_wait_s = stop_wait_s
+        self.outage = Outage(log, "batch processing")
+        self.halted = False
+
+    def _retried(self, error: str) -> None:
+        self.metrics.batch_retries.labels(error).inc()
+        if error != "kafka":
+            self.metrics.redis_errors.labels("count").inc()
+
+    async def _until_done(self, step: Callable[[], Awaitable[T]]) -> T:
+        return await until_done(step, stopped=self.stopped, outage=self.outage, on_retry=self._retried, stop_wait_s=self.stop_wait_s)
+
+    async def start(self) -> None:
+        await self._until_done(self.pipeline.start)
+
+    async def handle(self, events: Sequence[EventT]) -> BatchResult | None:
+        """The batch's result once it is counted; None when it was held."""
+        if self.halted or self.stopped.done():
+            self._hold(events)
+            return None
+        batch = Batch([to_raw_message(e) for e in events])
+        started = time.perf_counter()
+        try:
+            result = await self._until_done(lambda: self.pipeline.run(batch))
+        except Abandoned:
+            if not batch.counted:
+                self._hold(events)
+                return None
+            result = batch.result
+        except asyncio.CancelledError:
+            # Not by the stop above (that ends in Abandoned): whoever cancels, the posts
+            # stay unacknowledged, and a worker that goes on would commit past them.
+            if not batch.counted:
+                self._hold(events)
+                if not self.stopped.done():
+                    log.critical("batch of %d cancelled before it was counted; stopping the worker without committing it", len(events))
+                    asyncio.ensure_future(self.crash(RuntimeError("a batch was cancelled before it was counted")))
+            raise
+        except Exception as exc:
+            self._hold(events)
+            log.critical(
+                "batch of %d failed on an unexpected error; stopping the worker without committing it", len(events), exc_info=exc
+            )
+            await self.crash(exc)
+            return None
+        self.metrics.record_batch(batch.messages, result, duration_s=time.perf_counter() - started)
+        log.debug("batch %s", result)
+        return result
+
+    def _hold(self, events: Sequence[EventT]) -> None:
+        hold(events)
+        self.halted = True
+
+
 def register(app: faust.App, settings: Settings, raw: faust.TopicT, build_pipeline: Callable[[], Pipeline], metrics: Metrics) -> None:
     @app.agent(raw, name="score-and-count")
     async def score_and_count(stream):
-        pipeline = build_pipeline()
-        await pipeline.start()
+        handler = BatchHandler(build_pipeline(), metrics, stopped=until_stopped(app), crash=app.crash)
+        try:
+            await handler.start()
+        except Abandoned:
+            return
         freeze_long_lived_objects()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            messages = [to_raw_message(e) for e in events]
-            started = time.perf_counter()
-            result = await process_until_done(pipeline, messages, metrics)
-            metrics.record_batch(messages, result, duration_s=time.perf_counter() - started)
-            log.debug("batch %s", result)
+            await handler.handle(events)
 
 
-async def process_until_done(pipeline: Pipeline, messages: list[RawMessage], metrics: Metrics):
-    """Retry a batch while Redis is unreachable: skipping it would lose the posts, and
-    the offsets stay uncommitted until it is counted. Counting is idempotent, so a batch
-    that failed half-way is simply counted again."""
-    delay = 0.5
-    while True:
-        try:
-            return await pipeline.process(messages)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            metrics.redis_errors.labels("count").inc()
-            log.error("Redis unavailable (%s); retrying batch of %d in %.1fs", exc, len(messages), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+def until_stopped(app: faust.App) -> asyncio.Future:
+    """Done once the app begins to stop (a signal, or a crash)."""
+    return asyncio.ensure_future(app.wait())

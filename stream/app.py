@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 
 import faust
-from redis.exceptions import RedisError
 
 from alerting.runtime import AlertingRuntime
 from config.connections import faust_credentials
@@ -16,8 +17,13 @@ from stream import agents, lifecycle, web
 from stream.metrics import Metrics
 from stream.model_watch import ActiveModel
 from stream.pipeline import Pipeline, PipelineConfig
+from stream.retry import UNEXPECTED, Abandoned, Outage, error_class, until_done
 
 log = logging.getLogger(__name__)
+
+# How long a stopping worker may take before it ends itself: below the orchestrator's
+# grace period (docker compose and ``badbuzz.processes.stop_worker``: 30 s).
+SHUTDOWN_GRACE_S = 25.0
 
 
 def create_app(settings: Settings, scorer: Scorer) -> faust.App:
@@ -63,14 +69,16 @@ def create_app(settings: Settings, scorer: Scorer) -> faust.App:
         return Pipeline(PipelineConfig.from_settings(settings), active, alerting.counters, alerting.escalator, agents.dead_letter_to(dlq, metrics), observers)
 
     agents.register(app, settings, raw, build_pipeline, metrics)
-    register_alerting(app, settings, alerting)
+    register_alerting(app, settings, alerting, metrics)
+    stop_within(app, SHUTDOWN_GRACE_S)
     web.register(app, settings, metrics, alerting, lambda: active.info)
     return app
 
 
-def register_alerting(app: faust.App, settings: Settings, alerting: AlertingRuntime) -> None:
+def register_alerting(app: faust.App, settings: Settings, alerting: AlertingRuntime, metrics: Metrics) -> None:
     """Alert delivery from the outbox, the evaluation timer, and the feedback agent."""
     feedback = app.topic(settings.topic_feedback, key_type=bytes, value_type=bytes)
+    timer_outage = Outage(log, "timer evaluation")
 
     @app.task
     async def deliver_alerts() -> None:
@@ -80,20 +88,65 @@ def register_alerting(app: faust.App, settings: Settings, alerting: AlertingRunt
     @app.timer(settings.alert_eval_interval_s)
     async def evaluate_on_timer() -> None:
         # A quiet stream has no batches to evaluate after: this resolves its incidents.
+        # Whatever fails, the next tick evaluates again.
         try:
             await alerting.tick()
-        except RedisError as exc:
-            log.error("timer evaluation skipped, Redis unavailable: %s", exc)
+        except Exception as exc:
+            error = error_class(exc)
+            metrics.handler_errors.labels("timer", error).inc()
+            if error == UNEXPECTED:
+                log.exception("timer evaluation failed; evaluating again at the next tick")
+            else:
+                timer_outage.failed(exc)
+        else:
+            timer_outage.recovered()
 
     @app.agent(feedback, name="feedback")
     async def take_feedback(stream) -> None:
+        """Feedback is retried through transient failures like a batch, but a bug only
+        costs the one message: it is logged, counted and skipped."""
+        stopped = agents.until_stopped(app)
+        outage = Outage(log, "feedback")
+        halted = False
+
+        def retried(error: str) -> None:
+            metrics.handler_errors.labels("feedback", error).inc()
+
         async for event in stream.events():
-            delay = 0.5
-            while True:
-                try:
-                    await alerting.feedback.handle(event.message.value)
-                    break
-                except RedisError as exc:
-                    log.error("Redis unavailable (%s); retrying feedback in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
+            if halted or stopped.done():
+                agents.hold([event])
+                continue
+            value = event.message.value
+            try:
+                await until_done(
+                    lambda: alerting.feedback.handle(value), stopped=stopped, outage=outage, on_retry=retried, stop_wait_s=agents.STOP_WAIT_S
+                )
+            except Abandoned:
+                agents.hold([event])
+                halted = True
+            except asyncio.CancelledError:
+                agents.hold([event])
+                raise
+            except Exception:
+                metrics.handler_errors.labels("feedback", UNEXPECTED).inc()
+                log.exception("feedback message %s[%d]@%d skipped", event.message.topic, event.message.partition, event.message.offset)
+
+
+def stop_within(app: faust.App, grace_s: float) -> None:
+    """Once the app begins to stop, give it ``grace_s`` to do so cleanly, then end the
+    process: a stop wedged on a hung connection must not outlast the orchestrator's
+    grace period (it would kill the worker anyway, without a word). Nothing is lost:
+    what was not committed is read again by whoever takes the partitions."""
+
+    @app.task
+    async def hard_stop_after_grace() -> None:
+        await app.wait()
+
+        def exit_now() -> None:
+            log.critical("the worker did not stop within %.0fs; exiting now", grace_s)
+            logging.shutdown()
+            os._exit(1)
+
+        timer = threading.Timer(grace_s, exit_now)
+        timer.daemon = True
+        timer.start()

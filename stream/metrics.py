@@ -7,7 +7,8 @@ every worker, so take ``max`` over workers, not ``sum``). Each ``Metrics`` owns 
 ``CollectorRegistry``: two apps in one process (tests) never clash.
 
 Label values are bounded: scopes come from the configured watch terms, dead-letter reasons
-are folded into a fixed set of classes (the full reason is in the DLQ header)."""
+are folded into a fixed set of classes (the full reason is in the DLQ header), errors into
+those of ``stream.retry``."""
 from __future__ import annotations
 
 import re
@@ -30,6 +31,7 @@ from alerting.alert import Alert
 from alerting.rules import Action, Severity, Signal
 from models.scorer import ModelInfo
 from stream.pipeline import BatchResult, RawMessage
+from stream.retry import ERROR_CLASSES, UNEXPECTED
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The per-series "_created" timestamps only double the output; rates need none of them.
@@ -57,6 +59,7 @@ DLQ_REASON_CLASSES = tuple(name for name, _ in _REASON_CLASSES) + ("other",)
 ALERT_ACTIONS = tuple(a.value for a in Action)
 SIGNALS = tuple(s.value for s in Signal)
 SEVERITIES = tuple(s.value for s in Severity)
+HANDLERS = ("timer", "feedback")
 
 _SECONDS_FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Event-time latency spans seconds (live feeds) to hours (backfills, replays).
@@ -155,6 +158,15 @@ class Metrics:
         self.dead_lettered = Counter("badbuzz_posts_dead_lettered", "Messages sent to the dead-letter topic, by reason class", ["reason"], registry=r)
         self.alerts = Counter("badbuzz_alerts", "Alerts this worker announced", ["signal", "action", "severity"], registry=r)
         self.redis_errors = Counter("badbuzz_redis_errors", "Failed Redis operations (batches are retried)", ["operation"], registry=r)
+        self.batch_retries = Counter(
+            "badbuzz_batch_retries", "Batches tried again after a transient failure, by error class", ["error"], registry=r
+        )
+        self.handler_errors = Counter(
+            "badbuzz_handler_errors",
+            "Failures the timer and the feedback agent caught and carried on after (transient ones are retried), by error class",
+            ["handler", "error"],
+            registry=r,
+        )
         self.batch_size = Histogram("badbuzz_batch_size_messages", "Messages per micro-batch", buckets=_BATCH_SIZES, registry=r)
         self.batch_duration = Histogram("badbuzz_batch_duration_seconds", "Time to decode, score, count and escalate one batch", buckets=_SECONDS_FAST, registry=r)
         self.scoring_duration = Histogram("badbuzz_scoring_duration_seconds", "Model time per batch", buckets=_SECONDS_FAST, registry=r)
@@ -175,6 +187,11 @@ class Metrics:
         r.register(self.shared)
         for reason in DLQ_REASON_CLASSES:
             self.dead_lettered.labels(reason)
+        for error in ERROR_CLASSES:
+            if error != UNEXPECTED:
+                self.batch_retries.labels(error)
+            for handler in HANDLERS:
+                self.handler_errors.labels(handler, error)
         for signal in SIGNALS:
             for action in ALERT_ACTIONS:
                 for severity in SEVERITIES:

@@ -98,6 +98,41 @@ class PipelineConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    scorer: Scorer
+    clean: list[str]
+    scores: Sequence[float]
+    posts: list[ScoredPost]
+
+
+@dataclass
+class Batch:
+    """A batch on its way through the pipeline, remembering the steps it is through. A
+    failed step (Redis refusing a write, a dead letter not delivered) is retried by
+    running the batch again, which resumes at that step: a message is dead-lettered
+    once, and a batch counted before its escalation failed is still escalated (counting
+    it again would find every post already counted and skip escalation)."""
+
+    messages: Sequence[RawMessage]
+    result: BatchResult = field(init=False)
+    # Messages before this one are accepted or dead-lettered.
+    next_message: int = 0
+    accepted: list[Tweet] = field(default_factory=list)
+    scored: _Scored | None = None
+    # Positions of the posts counted for the first time; None until counted.
+    fresh: list[int] | None = None
+    escalated: bool = False
+
+    def __post_init__(self) -> None:
+        self.result = BatchResult(received=len(self.messages))
+
+    @property
+    def counted(self) -> bool:
+        """Every post of the batch is counted (or the batch had none to count)."""
+        return self.next_message == len(self.messages) and (self.fresh is not None or not self.accepted)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -128,10 +163,14 @@ class Pipeline:
         self._watermark_ms = await self.counters.watermark_ms()
 
     async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
-        result = BatchResult(received=len(messages))
-        touched: set[str] = set()
-        tweets = await self._accept(messages, result)
-        if tweets:
+        return await self.run(Batch(messages))
+
+    async def run(self, batch: Batch) -> BatchResult:
+        """Take ``batch`` through the steps it has not been through yet (all of them the
+        first time): what a retry after a failed step calls."""
+        result = batch.result
+        tweets = await self._accept(batch)
+        if tweets and batch.scored is None:
             clean = [preprocess(t.text) for t in tweets]
             scorer = self.model.for_batch()
             scores, result.scoring_s = await self._score(scorer, clean)
@@ -147,26 +186,31 @@ class Pipeline:
                 )
                 for tweet, text, score in zip(tweets, clean, scores)
             ]
-            fresh = await self.counters.count_new(posts, model_version=scorer.info.version_label)
+            batch.scored = _Scored(scorer, clean, scores, posts)
+        if tweets and batch.fresh is None:
+            scored = batch.scored
+            fresh = await self.counters.count_new(scored.posts, model_version=scored.scorer.info.version_label)
+            batch.fresh = fresh
             result.counted = len(fresh)
-            touched.update(scope for post in posts for scope in post.scopes)
             if self.observers and fresh:
-                batch = ScoredBatch(
-                    [tweets[i].id for i in fresh], [clean[i] for i in fresh], [scores[i] for i in fresh], scorer.info,
+                observed = ScoredBatch(
+                    [tweets[i].id for i in fresh], [scored.clean[i] for i in fresh], [scored.scores[i] for i in fresh], scored.scorer.info,
                     result.scoring_s * len(fresh) / len(tweets),
                 )
                 for observe in self.observers:
                     # The batch is counted: a failing side job (shadow, drift) must not fail it.
                     try:
-                        observe(batch)
+                        observe(observed)
                     except Exception:
                         log.exception("batch observer %r failed", observe)
             result.event_ms = [t.event_ms for t in tweets]
-            result.duplicates = len(posts) - result.counted
+            result.duplicates = len(scored.posts) - result.counted
             self._watermark_ms = max(self._watermark_ms, max(t.event_ms for t in tweets))
-        if result.counted:
+        if result.counted and not batch.escalated:
+            touched = {scope for post in batch.scored.posts for scope in post.scopes}
             # The incident store reports each alert it queues (metrics, logs): nothing to keep here.
             await self.escalator.evaluate(minute_of(self._watermark_ms), touched)
+            batch.escalated = True
         return result
 
     async def _score(self, scorer: Scorer, clean: list[str]) -> tuple[Sequence[float], float]:
@@ -185,11 +229,11 @@ class Pipeline:
         self._cost_per_post = (scorer, per_post if known is None else 0.8 * known[1] + 0.2 * per_post)
         return scores, time.perf_counter() - started
 
-    async def _accept(self, messages: Sequence[RawMessage], result: BatchResult) -> list[Tweet]:
+    async def _accept(self, batch: Batch) -> list[Tweet]:
         s = self.cfg
         now_ms = int(time.time() * 1000)
-        accepted: list[Tweet] = []
-        for message in messages:
+        while batch.next_message < len(batch.messages):
+            message = batch.messages[batch.next_message]
             try:
                 tweet = decode(
                     message.value,
@@ -203,8 +247,9 @@ class Pipeline:
             except InvalidMessage as exc:
                 reason = str(exc)
             if reason is None:
-                accepted.append(tweet)
+                batch.accepted.append(tweet)
             else:
-                result.dead_lettered += 1
                 await self.dead_letter(message, reason)
-        return accepted
+                batch.result.dead_lettered += 1
+            batch.next_message += 1
+        return batch.accepted

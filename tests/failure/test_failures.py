@@ -244,3 +244,191 @@ async def drain(settings: Settings, topic: str, *, expect: int, timeout: float =
     finally:
         await consumer.stop()
     return records
+
+
+async def refuse_writes(settings: Settings) -> None:
+    """The private Redis answers every write with OOM (reads still work)."""
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await redis.config_set("maxmemory-policy", "noeviction")
+        await redis.config_set("maxmemory", "1")
+    finally:
+        await redis.aclose()
+
+
+async def accept_writes(settings: Settings) -> None:
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await redis.config_set("maxmemory", "0")
+    finally:
+        await redis.aclose()
+
+
+async def produce_steadily(settings: Settings, records, *, per_second: float) -> None:
+    chunk = max(1, int(per_second / 10))
+    for start in range(0, len(records), chunk):
+        await produce(settings, records[start : start + chunk])
+        await asyncio.sleep(0.1)
+
+
+async def minute_counts(settings: Settings, records) -> tuple[dict[int, int], dict[int, int]]:
+    """(counted, sent) posts per event minute."""
+    sent: dict[int, int] = {}
+    for _, value in records:
+        minute = minute_of(orjson.loads(value)["created_at"])
+        sent[minute] = sent.get(minute, 0) + 1
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        buckets = await Counters(redis, prefix=settings.redis_prefix, ttl_s=1).buckets("all", range(min(sent) - 5, max(sent) + 6))
+    finally:
+        await redis.aclose()
+    return {m: b.total for m, b in buckets.items()}, sent
+
+
+def metric(settings: Settings, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+    from urllib.request import urlopen
+
+    with urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+
+async def test_redis_refusing_writes_mid_stream_loses_nothing(private, scenario, tmp_path):
+    records = posts(6000)
+    await ensure_topics(scenario, [scenario.topic_raw, scenario.topic_dlq, scenario.topic_alerts])
+    log_path = tmp_path / "worker.log"
+    with running_worker(scenario, log_path) as worker:
+        flowing = asyncio.ensure_future(produce_steadily(scenario, records, per_second=400))
+        try:
+            async def started():
+                return await counted(scenario) > 500
+
+            await wait_for(started, timeout=90, what="counting to start", process=worker)
+            await refuse_writes(private)
+            try:
+                await asyncio.sleep(6)
+                stalled = await counted(scenario)
+                await asyncio.sleep(2)
+                assert await counted(scenario) == stalled, "posts were counted while Redis refused writes"
+                assert worker.poll() is None, "worker died while Redis refused writes"
+            finally:
+                await accept_writes(private)
+            await flowing
+        finally:
+            flowing.cancel()
+        await exactly(scenario, len(records), process=worker, timeout=120)
+        assert metric(scenario, "badbuzz_batch_retries_total") > 0
+    counts, sent = await minute_counts(scenario, records)
+    assert counts == sent
+    log = log_path.read_text()
+    # One line when the outage starts, one when it ends: not one per retry.
+    assert log.count("batch processing failing (oom") == 1, log[-4000:]
+    assert log.count("batch processing recovered after") == 1
+
+
+async def test_a_worker_stopped_while_redis_refuses_writes_stops_in_time_and_loses_nothing(private, scenario, tmp_path):
+    records = posts(3000)
+    await ensure_topics(scenario, [scenario.topic_raw, scenario.topic_dlq, scenario.topic_alerts])
+    await produce(scenario, records[:1500])
+    with running_worker(scenario, tmp_path / "worker-1.log") as worker:
+        await exactly(scenario, 1500, process=worker)
+        await refuse_writes(private)
+        try:
+            await produce(scenario, records[1500:])
+            await asyncio.sleep(3)
+            stopping = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(worker.wait, 40)
+            took = time.monotonic() - stopping
+        finally:
+            await accept_writes(private)
+    # Well within the 30 s an orchestrator waits (the in-flight batch gets 5 s).
+    assert took < 20, f"the worker took {took:.0f}s to stop"
+    assert await counted(scenario) == 1500
+    with running_worker(scenario, tmp_path / "worker-2.log") as worker:
+        await exactly(scenario, len(records), process=worker, timeout=120)
+    counts, sent = await minute_counts(scenario, records)
+    assert counts == sent
+
+
+async def test_feedback_on_a_post_whose_id_is_wrong_keeps_the_wrong_set(private, scenario, tmp_path):
+    from alerting.feedback import FeedbackStore, make_feedback
+
+    settings = scenario.model_copy(update={"topic_feedback": f"{scenario.topic_raw}.feedback"})
+    now = int(time.time() * 1000)
+    ids = ["wrong", "post:wrong", "a:b", "*", "{x}", "after"]
+    records = [(i.encode(), orjson.dumps({"id": i, "text": "@united flight delayed again, awful service", "created_at": now - MINUTE})) for i in ids]
+    await ensure_topics(settings, [settings.topic_raw, settings.topic_dlq, settings.topic_alerts, settings.topic_feedback])
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    counters = Counters(redis, prefix=settings.redis_prefix, ttl_s=1)
+    store = FeedbackStore(redis, prefix=settings.redis_prefix, ttl_s=600)
+    try:
+        with running_worker(settings, tmp_path / "worker.log") as worker:
+            await produce(settings, records)
+            await exactly(settings, len(ids), process=worker)
+            # "after" goes last: once it is recorded, every feedback before it was handled.
+            labels = {"wrong": "positive", "post:wrong": "negative", "a:b": "positive", "*": "positive", "{x}": "negative", "after": "positive"}
+            feedback = [(i.encode(), make_feedback(i, labels[i], now_ms=int(time.time() * 1000)).to_json()) for i in ids]
+            await produce(settings, feedback, topic=settings.topic_feedback)
+
+            async def all_recorded():
+                return await store.get("after") is not None
+
+            await wait_for(all_recorded, timeout=60, what="the feedback to be recorded", process=worker)
+            predictions = {i: await counters.prediction(i) for i in ids}
+            expected_wrong = {i for i in ids if predictions[i].negative != (labels[i] == "negative")}
+            assert await redis.type(f"{settings.redis_prefix}:feedback:wrong") == b"zset"
+            assert set(await store.wrong_since(0, int(time.time() * 1000))) == expected_wrong
+            assert [(await store.get(i))["label"] for i in ids] == [labels[i] for i in ids]
+            stopping = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(worker.wait, 40)
+            assert time.monotonic() - stopping < 20
+            assert worker.returncode == 0
+    finally:
+        await redis.aclose()
+
+
+async def test_a_bug_stops_the_worker_without_committing_its_batch(scenario, tmp_path):
+    import subprocess
+    import sys
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from badbuzz.processes import settings_env
+    from tests.conftest import REPO, worker_env_base
+
+    settings = scenario.model_copy(update={"topic_partitions": 1})
+    await ensure_topics(settings, [settings.topic_raw, settings.topic_dlq, settings.topic_alerts], partitions=1)
+    records = posts(310)
+    records[305] = (b"bug", orjson.dumps({**orjson.loads(records[305][1]), "text": "BUG"}))
+    await produce(settings, records[:300])
+    env = {k: v for k, v in worker_env_base().items() if not k.startswith("BADBUZZ_")} | settings_env(settings) | {"PYTHONPATH": str(REPO)}
+    log_path = tmp_path / "buggy-worker.log"
+    with log_path.open("w") as log:
+        buggy = subprocess.Popen([sys.executable, str(REPO / "tests/failure/buggy_worker.py")], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        await exactly(settings, 300, process=buggy)
+        await produce(settings, records[300:])
+        await asyncio.to_thread(buggy.wait, 60)
+    except BaseException:
+        print(log_path.read_text()[-8000:])
+        raise
+    finally:
+        if buggy.poll() is None:
+            buggy.kill()
+    assert buggy.returncode == 1
+    assert "stopping the worker without committing it" in log_path.read_text()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    # Committed at most up to the batch that failed (its posts may have come in two).
+    [offset] = [o.offset for o in committed.values()]
+    assert 300 <= offset <= 305
+    # Nothing lost: a sound worker takes the held batch from the committed offset.
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        await exactly(settings, 310, process=worker)
