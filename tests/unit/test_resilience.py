@@ -22,15 +22,16 @@ from redis import exceptions as redis_errors
 from alerting.alert import iso
 from alerting.drivers import MIN_Z, over_represented
 from alerting.feedback import MAX_SUBMITTED_AT_MS, InvalidFeedback, parse_feedback
-from alerting.rules import Baseline, Episode, Observation, RuleConfig, Severity, Signal, decide, decide_model_quality
+from alerting.rules import Baseline, Episode, Observation, Severity, Signal, decide, decide_model_quality
 from config.settings import Settings
 from counting.windows import WindowStats
 from stream.agents import BatchHandler
 from stream.metrics import Metrics
 from stream.model_watch import ActiveModel
-from stream.pipeline import Pipeline
+from stream.pipeline import Pipeline, PipelineConfig
 from stream.retry import ERROR_CLASSES, UNEXPECTED, Backoff, Outage, error_class
 from test_model_watch import NoEscalation, RecordingCounters, Scorer
+from tests.configs import rule_config
 
 # --- drivers and the rule on degenerate counts -----------------------------------------
 
@@ -78,13 +79,13 @@ volumes = st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e9))
 def test_the_rule_decides_on_any_counts(short, long, rate, per_minute, signal, open_episode):
     baseline = Baseline(rate, per_minute, "trailing")
     episode = Episode(Severity.WARNING, baseline, 0) if open_episode else None
-    decision = decide(signal, Observation(14, short, long, baseline), episode, RuleConfig())
+    decision = decide(signal, Observation(14, short, long, baseline), episode, rule_config())
     assert decision is None or decision.severity in Severity
 
 
 @given(st.integers(min_value=0, max_value=10**9), st.integers(min_value=0, max_value=100))
 def test_the_model_quality_rule_decides_on_any_count(wrong, threshold):
-    decide_model_quality(wrong, None, 10, RuleConfig(model_wrong_threshold=threshold))
+    decide_model_quality(wrong, None, 10, rule_config(model_wrong_threshold=threshold))
 
 
 # --- timestamps from outside --------------------------------------------------------------
@@ -249,7 +250,7 @@ def pipeline_with(counters=None, escalator=None, dead_letter=None) -> Pipeline:
     async def no_dead_letters(message, reason):
         raise AssertionError(reason)
 
-    return Pipeline(Settings(watch_terms=[]), ActiveModel(Scorer("1")), counters or RecordingCounters(), escalator or NoEscalation(), dead_letter or no_dead_letters)
+    return Pipeline(PipelineConfig.from_settings(Settings(watch_terms=[])), ActiveModel(Scorer("1")), counters or RecordingCounters(), escalator or NoEscalation(), dead_letter or no_dead_letters)
 
 
 async def test_redis_refusing_writes_is_waited_out_and_the_batch_counted_once(fast_backoff, caplog):
