@@ -388,3 +388,13 @@ def test_monitoring_and_autoscaling_are_off_by_default(default_docs):
     kinds = {d["kind"] for d in default_docs}
     assert not kinds & {"PodMonitor", "ServiceMonitor", "PrometheusRule", "ScaledObject", "HorizontalPodAutoscaler", "KafkaTopic"}
     assert one(default_docs, "StatefulSet")["spec"]["replicas"] == 2
+
+
+def test_every_setting_is_reachable_from_the_values(default_docs, tmp_path):
+    derived = set(settings_from(render("-f", str(PRODUCTION))))
+    secret = secret_settings()
+    rest = sorted(_known_env_names() - derived - secret - {GROUP_INSTANCE_ID})
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"config": {name: f"value of {name}" for name in rest}}))
+    config = settings_from(render("-f", str(values)))
+    assert {name: config.get(name) for name in rest} == {name: f"value of {name}" for name in rest}
