@@ -159,6 +159,11 @@ class Models:
                 raise ModelError(self._error or "no champion model")
             return dict(self._current)
 
+    def display(self) -> str:
+        """How charts name the champion: the one loaded last, without asking the registry."""
+        champion = self._current.get("champion")
+        return "" if champion is None else champion[0].info.display
+
     def _refresh(self) -> None:
         s = self.settings
         cache = s.home / "model-cache"
