@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, quote
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -237,7 +238,10 @@ def create_app(settings: Settings) -> FastAPI:
             record = make_feedback(post_id, FEEDBACK_LABELS[label], comment, now_ms=int(time.time() * 1000), source=f"console:{who.who}")
         except InvalidFeedback as exc:
             raise ApiError(422, str(exc)) from None
-        await send_feedback(settings, record)
+        try:
+            await send_feedback(settings, record)
+        except (KafkaError, OSError) as exc:
+            raise ApiError(503, f"feedback not sent: Kafka at {settings.kafka_bootstrap} did not take it ({exc})") from None
         await console(request).accounts.audit(who.who, "feedback", f"post {record.post_id}: {record.label}")
         return {"post_id": record.post_id, "label": record.label, "comment": record.comment, "topic": settings.topic_feedback}
 
