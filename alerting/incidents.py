@@ -5,7 +5,11 @@ A change is a compare-and-set on the incident's id and sequence number, done by 
 script that also puts the announcement into the outbox: two workers that decide the
 same change race on the CAS, the loser's alert is never queued, and a worker that dies
 after the change cannot leave it unannounced. A resolved incident stays in Redis through
-its cool-down, so a re-trigger reopens the same incident id."""
+its cool-down, so a re-trigger reopens the same incident id.
+
+The same script keeps the history (``IncidentHistory``): ``P:incident-log`` (incident ids
+scored by their latest announcement, ms) and ``P:incident-log:<incident id>`` (every
+announcement's alert JSON, oldest first), both kept for the counters' retention."""
 from __future__ import annotations
 
 import json
@@ -34,7 +38,12 @@ else
 end
 redis.call('SET', KEYS[1], ARGV[3], 'EX', tonumber(ARGV[4]))
 if redis.call('SET', KEYS[2], ARGV[5], 'NX', 'EX', tonumber(ARGV[6])) then
-  for k = 3, #KEYS do redis.call('ZADD', KEYS[k], 'NX', ARGV[7], ARGV[8]) end
+  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[9])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[4]) * 1000)
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+  redis.call('RPUSH', KEYS[4], ARGV[5])
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[4]))
+  for k = 5, #KEYS do redis.call('ZADD', KEYS[k], 'NX', ARGV[7], ARGV[8]) end
 end
 return 1
 """
@@ -143,9 +152,13 @@ class IncidentStore:
         # expects the old one, exactly as for any other change.
         expected_id, expected_seq = ("", 0) if current is None else (current.id, current.seq)
         keys = self.outbox.keys
+        history = HistoryKeys(self.prefix)
         ok = await self._transition(
-            keys=[self._key(new.signal, new.scope), keys.alert(alert.alert_id), *(keys.queue(s) for s in self.outbox.sinks)],
-            args=[expected_id, expected_seq, _dump(new), self.ttl_s, alert.to_json(), self.outbox.cfg.retention_s, now_ms, alert.alert_id],
+            keys=[
+                self._key(new.signal, new.scope), keys.alert(alert.alert_id), history.index, history.alerts(new.id),
+                *(keys.queue(s) for s in self.outbox.sinks),
+            ],
+            args=[expected_id, expected_seq, _dump(new), self.ttl_s, alert.to_json(), self.outbox.cfg.retention_s, now_ms, alert.alert_id, new.id],
         )
         if ok:
             self.outbox.notify()
@@ -157,6 +170,37 @@ class IncidentStore:
                 except Exception:
                     log.exception("observer of announced alert %s failed", alert.alert_id)
         return bool(ok)
+
+
+class HistoryKeys:
+    def __init__(self, prefix: str):
+        self.index = f"{prefix}:incident-log"
+        self._prefix = prefix
+
+    def alerts(self, incident_id: str) -> str:
+        return f"{self._prefix}:incident-log:{incident_id}"
+
+
+class IncidentHistory:
+    """Past and open incidents, read back from what ``IncidentStore.commit`` recorded."""
+
+    def __init__(self, redis: aioredis.Redis, *, prefix: str):
+        self.redis = redis
+        self.keys = HistoryKeys(prefix)
+
+    async def ids(self, *, since_ms: int | None = None, limit: int = 200) -> list[str]:
+        """Incident ids announced at or after ``since_ms``, latest announcement first."""
+        low = "-inf" if since_ms is None else since_ms
+        ids = await self.redis.zrevrangebyscore(self.keys.index, "+inf", low, start=0, num=limit)
+        return [i.decode() for i in ids]
+
+    async def alerts(self, incident_ids: Sequence[str]) -> dict[str, list[Alert]]:
+        """Each incident's announcements, oldest first (empty once expired)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for incident_id in incident_ids:
+            pipe.lrange(self.keys.alerts(incident_id), 0, -1)
+        found = await pipe.execute() if incident_ids else []
+        return {i: [Alert.from_json(raw) for raw in raws] for i, raws in zip(incident_ids, found)}
 
 
 def _dump(incident: Incident) -> str:

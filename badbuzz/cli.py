@@ -382,6 +382,121 @@ def feedback(post_id: str, label: str, comment: str) -> None:
     click.echo(f"feedback on post {message.post_id} ({label}) sent to {settings.topic_feedback}")
 
 
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on [default: BADBUZZ_CONSOLE_HOST].")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port [default: BADBUZZ_CONSOLE_PORT].")
+def console(host: str | None, port: int | None) -> None:
+    """The console: sign-in, live view, incidents, test a post, feedback, and /api/v1."""
+    from console.app import serve
+
+    serve(_settings(), host=host, port=port)
+
+
+def _accounts(job):
+    """Run ``job(accounts)`` against the console's accounts in Redis; its result."""
+    from redis.exceptions import RedisError
+
+    from config.connections import redis_client
+    from console.accounts import AccountError
+    from console.app import accounts_for
+
+    settings = _settings()
+
+    async def run():
+        redis = redis_client(settings)
+        try:
+            return await job(accounts_for(settings, redis))
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(run())
+    except AccountError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (RedisError, OSError) as exc:
+        raise UserError(f"Redis at {settings.redis_url} is unreachable ({exc})") from None
+
+
+ROLE = click.Choice(["viewer", "responder", "admin"])
+
+
+@cli.group()
+def users() -> None:
+    """Console accounts (kept in Redis, shared by every console)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=ROLE, required=True)
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from the first line of stdin.")
+def users_add(name: str, role: str, password_stdin: bool) -> None:
+    """Add an account, or replace its role and password."""
+    password = sys.stdin.readline().rstrip("\n")
+
+    async def add(accounts):
+        await accounts.add_user(name, role, password)
+        await accounts.audit("cli", "user added", f"{name} ({role})")
+
+    _accounts(add)
+    click.echo(f"{name} ({role}) can sign in to the console")
+
+
+@users.command("remove")
+@click.argument("name")
+def users_remove(name: str) -> None:
+    async def remove(accounts):
+        removed = await accounts.remove_user(name)
+        await accounts.audit("cli", "user removed", name)
+        return removed
+
+    if not _accounts(remove):
+        raise UserError(f"no console account {name!r}")
+    click.echo(f"{name} removed; their sessions end with it")
+
+
+@users.command("list")
+def users_list() -> None:
+    for user in _accounts(lambda accounts: accounts.users()):
+        click.echo(f"{user['name']}\t{user['role']}")
+
+
+@cli.group()
+def tokens() -> None:
+    """Console API tokens (sent as Authorization: Bearer; only their SHA-256 is stored)."""
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.option("--role", type=ROLE, required=True)
+def tokens_create(name: str, role: str) -> None:
+    """Print a new token for NAME (replacing an older one of that name); shown once."""
+    async def create(accounts):
+        token = await accounts.create_token(name, role)
+        await accounts.audit("cli", "token created", f"{name} ({role})")
+        return token
+
+    click.echo(_accounts(create))
+
+
+@tokens.command("revoke")
+@click.argument("name")
+def tokens_revoke(name: str) -> None:
+    async def revoke(accounts):
+        revoked = await accounts.revoke_token(name)
+        await accounts.audit("cli", "token revoked", name)
+        return revoked
+
+    if not _accounts(revoke):
+        raise UserError(f"no console token {name!r}")
+    click.echo(f"token {name} revoked")
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    for token in _accounts(lambda accounts: accounts.tokens()):
+        click.echo(f"{token['name']}\t{token['role']}")
+
+
 @cli.command("bench-alerts")
 @click.option("--days", type=click.IntRange(min=1, max=14), default=7, show_default=True, help="Simulated calm days evaluated for false alarms.")
 @click.option("--warmup-days", type=click.IntRange(min=1, max=28), default=14, show_default=True, help="Calm history before them (two weeks lets the same-hour-of-week baseline act).")

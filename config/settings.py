@@ -163,6 +163,17 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     appinsights_connection_string: SecretStr | None = Field(default=None, validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING")
 
+    # Console (badbuzz console; docs/console.md). The cookie flag goes off only for plain
+    # http on localhost: browsers do not send a Secure cookie over http.
+    console_host: str = "127.0.0.1"
+    console_port: int = 8080
+    console_cookie_secure: bool = True
+    console_session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    console_max_batch: int = Field(default=100, ge=1)
+    # Failed sign-ins allowed per account and client address within the window.
+    console_login_attempts: int = Field(default=5, ge=1)
+    console_login_window_s: int = Field(default=900, ge=1)
+
     # MLflow
     mlflow_tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")
     # Promotion gate: a candidate must beat the champion on this metric and may lose at

@@ -1,0 +1,175 @@
+"""What the console reads and shows, apart from the web wiring: incidents from their
+history, the live chart's numbers (one Redis read per scope and length every couple of
+seconds, however many people watch), and scoring off the event loop."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from alerting.alert import Alert, iso
+from alerting.incidents import IncidentHistory, IncidentStore
+from alerting.rules import RuleConfig
+from counting.counters import Counters
+from counting.windows import GLOBAL_SCOPE, minute_of
+from stream.dashboard import SIGNALS, reads_for_chart, windows_payload
+
+# A chart is rebuilt at most this often per scope and length, whoever asks.
+CHART_CACHE_S = 2.0
+MISSING_TEXT = "post texts are not stored: the worker keeps only post ids and their predictions"
+STATES = ("open", "resolved")
+SIGNAL_NAMES = ("negative_rate", "volume", "model_quality")
+SEVERITIES = ("watch", "warning", "critical")
+
+
+class BadQuery(ValueError):
+    pass
+
+
+def parse_since(raw: str | None) -> int | None:
+    """Epoch milliseconds or an ISO 8601 time (UTC when it names no zone)."""
+    if raw is None or raw == "":
+        return None
+    if raw.isdigit():
+        return int(raw)
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadQuery(f"since must be epoch milliseconds or an ISO 8601 time, got {raw!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def _choice(name: str, raw: str | None, allowed: tuple[str, ...]) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if raw not in allowed:
+        raise BadQuery(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    scope: str | None = None
+    signal: str | None = None
+    severity: str | None = None
+    state: str | None = None
+    since_ms: int | None = None
+
+    @classmethod
+    def parse(cls, query) -> "IncidentFilter":
+        return cls(
+            scope=query.get("scope") or None,
+            signal=_choice("signal", query.get("signal"), SIGNAL_NAMES),
+            severity=_choice("severity", query.get("severity"), SEVERITIES),
+            state=_choice("state", query.get("state"), STATES),
+            since_ms=parse_since(query.get("since")),
+        )
+
+    def keeps(self, summary: dict) -> bool:
+        return all(
+            wanted is None or summary[field] == wanted
+            for field, wanted in (("scope", self.scope), ("signal", self.signal), ("severity", self.severity), ("state", self.state))
+        )
+
+
+def summarise(incident_id: str, alerts: list[Alert]) -> dict:
+    first, last = alerts[0], alerts[-1]
+    return {
+        "id": incident_id,
+        "signal": last.signal,
+        "scope": last.scope,
+        "severity": last.severity,
+        "state": "resolved" if last.action == "resolved" else "open",
+        "opened": first.created_at,
+        "last_action": last.action,
+        "last_announced": last.created_at,
+        "announcements": len(alerts),
+        "headline": last.headline,
+        "numbers": last.numbers,
+    }
+
+
+class Reader:
+    def __init__(self, counters: Counters, incidents: IncidentStore, history: IncidentHistory, cfg: RuleConfig, scopes: list[str],
+                 *, clock=time.monotonic):
+        self.counters = counters
+        self.incidents = incidents
+        self.history = history
+        self.cfg = cfg
+        self.scopes = scopes
+        self._clock = clock
+        self._chart_lock = asyncio.Lock()
+        self._charts: dict[tuple[str, int, str], tuple[float, dict]] = {}
+
+    async def incident_list(self, wanted: IncidentFilter, *, limit: int = 200) -> list[dict]:
+        ids = await self.history.ids(since_ms=wanted.since_ms, limit=limit)
+        found = await self.history.alerts(ids)
+        summaries = [summarise(i, alerts) for i, alerts in found.items() if alerts]
+        return [s for s in summaries if wanted.keeps(s)]
+
+    async def incident(self, incident_id: str) -> dict | None:
+        alerts = (await self.history.alerts([incident_id]))[incident_id]
+        if not alerts:
+            return None
+        latest_drivers = next((a.drivers for a in reversed(alerts) if a.drivers), [])
+        post_ids = list(dict.fromkeys(p for a in alerts for p in a.example_post_ids))
+        examples = []
+        for post_id in post_ids:
+            prediction = await self.counters.prediction(post_id)
+            examples.append({
+                "post_id": post_id,
+                "text": None,
+                "p_negative": None if prediction is None else round(prediction.score, 6),
+                "negative": None if prediction is None else prediction.negative,
+                "model_version": None if prediction is None else prediction.model_version,
+            })
+        return {
+            **summarise(incident_id, alerts),
+            "drivers": latest_drivers,
+            "examples": examples,
+            "missing": [MISSING_TEXT] if examples else [],
+            "alerts": [a.to_dict() for a in alerts],
+        }
+
+    async def windows(self, scope: str, minutes: int, model: str) -> dict:
+        key = (scope, minutes, model)
+        async with self._chart_lock:
+            cached = self._charts.get(key)
+            if cached is not None and self._clock() - cached[0] < CHART_CACHE_S:
+                return cached[1]
+            payload = await self._build_chart(scope, minutes, model)
+            self._charts = {k: v for k, v in self._charts.items() if self._clock() - v[0] < CHART_CACHE_S}
+            self._charts[key] = (self._clock(), payload)
+            return payload
+
+    async def _build_chart(self, scope: str, minutes: int, model: str) -> dict:
+        watermark = await self.counters.watermark_ms()
+        end = minute_of(watermark or int(time.time() * 1000))
+        reads = reads_for_chart(end, minutes, self.cfg)
+        snapshot = await self.counters.snapshot(sorted({scope, GLOBAL_SCOPE}), reads.minutes, reads.hours)
+        found = await self.incidents.get_many([(signal, scope) for signal in SIGNALS])
+        return await asyncio.to_thread(
+            windows_payload,
+            scope=scope,
+            scopes=self.scopes,
+            minute_buckets=snapshot[scope][0],
+            global_minutes=snapshot[GLOBAL_SCOPE][0],
+            hour_buckets=snapshot[scope][1],
+            global_hours=snapshot[GLOBAL_SCOPE][1],
+            end_minute=end,
+            minutes=minutes,
+            cfg=self.cfg,
+            incidents=[incident for incident in found.values() if incident is not None],
+            watermark_ms=watermark or None,
+            model=model,
+            now_ms=int(time.time() * 1000),
+        )
+
+
+def when(ms_or_iso: int | str | None) -> str:
+    if ms_or_iso is None:
+        return "-"
+    return iso(ms_or_iso) if isinstance(ms_or_iso, int) else ms_or_iso
