@@ -3,14 +3,13 @@ resolved) of one incident. Carries numbers and post ids only: no user handles, n
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_FIRST = datetime.min.replace(tzinfo=timezone.utc)
-_LAST = datetime.max.replace(tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
 
 
 def iso(ms: int) -> str:
@@ -24,7 +23,7 @@ def iso(ms: int) -> str:
 
 
 def now_iso() -> str:
-    return iso(int(datetime.now(tz=timezone.utc).timestamp() * 1000))
+    return iso(int(datetime.now(tz=UTC).timestamp() * 1000))
 
 
 NO_DRIVERS = "no term stands out against the posts before the window"
@@ -81,7 +80,7 @@ class Alert:
         return orjson.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "Alert":
+    def from_json(cls, raw: bytes | str) -> Alert:
         data = orjson.loads(raw)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -107,7 +107,9 @@ def envelopes(alert: Alert, instrumentation_key: str) -> list[Envelope]:
     level = _INFORMATION if alert.action == "resolved" else _ERROR if alert.severity == "critical" else _WARNING
     out = [
         envelope("Microsoft.ApplicationInsights.Event", "EventData", Event(name=EVENT_NAME, properties=dims, measurements=measurements(alert))),
-        envelope("Microsoft.ApplicationInsights.Message", "MessageData", Message(message=f"{alert.headline}: {alert.numbers}", severityLevel=level, properties=dims)),
+        envelope(
+            "Microsoft.ApplicationInsights.Message", "MessageData", Message(message=f"{alert.headline}: {alert.numbers}", severityLevel=level, properties=dims)
+        ),
     ]
     metric_dims = {"signal": alert.signal, "scope": alert.scope, "incident_id": alert.incident_id, "action": alert.action}
     metrics = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from redis.exceptions import RedisError
 
@@ -60,7 +60,7 @@ class Delivery:
             if not handled:
                 try:
                     await asyncio.wait_for(wakeup.wait(), self.poll_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 wakeup.clear()
 

@@ -13,8 +13,8 @@ reference posts at all the drivers are simply the most used words (z = 0)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 PRIOR_STRENGTH = 100.0
 MIN_COUNT = 3

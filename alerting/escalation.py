@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Callable, Collection, Sequence
 
 from alerting.alert import Alert, iso
 from alerting.drivers import over_represented
@@ -21,9 +21,9 @@ from alerting.history import baseline_at, long_window_start, observe, reads_for
 from alerting.incidents import Incident, IncidentStore, next_incident
 from alerting.rules import Baseline, Decision, Observation, RuleConfig, Signal, decide
 from config.settings import Settings
-from models.scorer import ModelInfo
 from counting.counters import Counters, HourBucket
 from counting.windows import GLOBAL_SCOPE, minute_of
+from models.scorer import ModelInfo
 
 log = logging.getLogger(__name__)
 

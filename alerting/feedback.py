@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import orjson
 import redis.asyncio as aioredis
@@ -26,10 +26,10 @@ import redis.asyncio as aioredis
 from alerting.alert import Alert, iso
 from alerting.incidents import IncidentStore, model_quality_alert, next_incident
 from alerting.rules import RuleConfig, Signal, decide_model_quality
-from models.preprocess import preprocess
-from models.scorer import ModelInfo
 from counting.counters import Counters, Prediction
 from counting.windows import MINUTE_MS, minute_of
+from models.preprocess import preprocess
+from models.scorer import ModelInfo
 
 LABELS = ("negative", "positive")
 MAX_COMMENT_CHARS = 500
@@ -214,7 +214,15 @@ class ModelQualityMonitor:
 
 
 class FeedbackProcessor:
-    def __init__(self, counters: Counters, store: FeedbackStore, monitor: ModelQualityMonitor, model_info: Callable[[], ModelInfo], *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        counters: Counters,
+        store: FeedbackStore,
+        monitor: ModelQualityMonitor,
+        model_info: Callable[[], ModelInfo],
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
         self.counters = counters
         self.store = store
         self.monitor = monitor
@@ -238,7 +246,10 @@ def _log_warning(record: dict) -> None:
     verdict = {True: "wrong", False: "right", None: "unknown"}[record["wrong"]]
     feedback_log.warning(
         "feedback on prediction %s: true label %s, model said %s (%s)",
-        record["post_id"], record["label"], record["predicted_label"] or "nothing we still know", verdict,
+        record["post_id"],
+        record["label"],
+        record["predicted_label"] or "nothing we still know",
+        verdict,
         extra={
             "custom_dimensions": {
                 "prediction_id": record["post_id"],

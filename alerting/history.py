@@ -9,8 +9,8 @@ around S's hour of week, and for each trailing slot its own hour of week in each
 week (to tell an unusual recent level from a usual daily cycle)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from alerting.rules import Baseline, History, Observation, RuleConfig, Slot, estimate_baseline
 from counting.counters import HourBucket

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable, Sequence
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
@@ -81,7 +81,7 @@ class Incident:
 
 
 def new_incident_id(signal: Signal, scope: str, minute: int) -> str:
-    stamp = datetime.fromtimestamp(minute * 60, tz=timezone.utc).strftime("%Y%m%dT%H%M")
+    stamp = datetime.fromtimestamp(minute * 60, tz=UTC).strftime("%Y%m%dT%H%M")
     slug = "".join(c if c.isalnum() else "-" for c in scope.removeprefix("term:")).strip("-")
     return f"{_SIGNAL_SLUG[signal]}-{slug}-{stamp}-{uuid.uuid4().hex[:8]}"
 

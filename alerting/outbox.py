@@ -17,8 +17,8 @@ Key layout (``P`` is the Redis prefix): ``P:alert:<alert id>`` (the alert's JSON
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import redis.asyncio as aioredis
 

@@ -23,9 +23,9 @@ assessment."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Callable
 
 from scipy.stats import binom, poisson
 

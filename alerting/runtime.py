@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cached_property
-from typing import Awaitable, Callable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -20,9 +20,9 @@ from alerting.rules import RuleConfig
 from alerting.sinks import AlertSink, ConsoleSink, KafkaSink
 from config.connections import redis_client
 from config.settings import Settings
-from models.scorer import ModelInfo
 from counting.counters import Counters
 from counting.terms import ScopeMatcher
+from models.scorer import ModelInfo
 
 log = logging.getLogger(__name__)
 

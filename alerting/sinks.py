@@ -5,7 +5,8 @@ Application Insights in ``alerting.appinsights``."""
 from __future__ import annotations
 
 import sys
-from typing import Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from alerting.alert import Alert
 

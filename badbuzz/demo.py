@@ -11,15 +11,15 @@ import time
 
 import orjson
 
-from badbuzz import services
-from config.connections import kafka_options, redis_client
-from badbuzz.processes import free_port, start_worker, stop_worker
-from config.settings import Settings
-from models.scorer import ModelError, load_scorer
 from badbuzz import replay as rp
-from counting.counters import Counters
+from badbuzz import services
+from badbuzz.processes import free_port, start_worker, stop_worker
+from config.connections import kafka_options, redis_client
+from config.settings import Settings
 from config.topics import ensure_topics
+from counting.counters import Counters
 from counting.windows import GLOBAL_SCOPE, SLIDING_WINDOWS_MIN, minute_of
+from models.scorer import ModelError, load_scorer
 
 MALFORMED = [
     b'{"id": 1, "text": "unterminated',

@@ -10,9 +10,9 @@ import csv
 import random
 import re
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import orjson
 
@@ -30,7 +30,7 @@ class Burst:
     term: str = ""
 
     @classmethod
-    def parse(cls, spec: str) -> "Burst":
+    def parse(cls, spec: str) -> Burst:
         """``AT:COUNT[:MINUTES[:TERM]]``, e.g. ``60:400:10:lost luggage``."""
         parts = spec.split(":", 3)
         try:

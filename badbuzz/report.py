@@ -12,7 +12,7 @@ import re
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
@@ -22,11 +22,11 @@ from alerting.outbox import Outbox
 from config.connections import redis_client
 from config.settings import Settings
 from counting.counters import Counters
+from counting.terms import ScopeMatcher
+from counting.windows import GLOBAL_SCOPE, MINUTE_MS
 from models.registry import ModelRegistry
 from stream.drift_monitor import DriftStore
 from stream.shadow import PairTotals, ShadowStore
-from counting.terms import ScopeMatcher
-from counting.windows import GLOBAL_SCOPE, MINUTE_MS
 
 HOUR_MS = 3_600_000
 _PERIOD = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -44,7 +44,7 @@ def parse_period(text: str) -> int:
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -220,10 +220,21 @@ def render_markdown(report: dict) -> str:
         lines += ["", f"Busiest hour: {busiest['hour']} with {busiest['posts']} posts ({_pct(busiest['negative_rate'])} negative)."]
     lines += ["", f"## Incidents ({len(report['incidents'])})", ""]
     if report["incidents"]:
-        lines += _table(["incident", "signal", "scope", "severity", "first announced", "last", "announcements"], [
-            [i["incident_id"], i["signal"], i["scope"], i["severity"], i["first_announced"], f"{i['last_action']} {i['last_announced']}", str(i["announcements"])]
-            for i in report["incidents"]
-        ])
+        lines += _table(
+            ["incident", "signal", "scope", "severity", "first announced", "last", "announcements"],
+            [
+                [
+                    i["incident_id"],
+                    i["signal"],
+                    i["scope"],
+                    i["severity"],
+                    i["first_announced"],
+                    f"{i['last_action']} {i['last_announced']}",
+                    str(i["announcements"]),
+                ]
+                for i in report["incidents"]
+            ],
+        )
     else:
         lines.append("None.")
     lines += ["", "## Feedback", ""]
@@ -234,20 +245,30 @@ def render_markdown(report: dict) -> str:
     )
     lines += ["", "## Champion vs challenger (shadow scoring)", ""]
     if report["models"]:
-        lines += _table(["champion", "challenger", "posts", "agreement", "mean abs delta", "negative rate (champ / chall)", "ms/post (champ / chall)"], [
-            [f"v{m['champion']}", f"v{m['challenger']}", str(m["posts"]), _pct(m["agreement"]), _num(m["mean_abs_delta"]),
-             f"{_pct(m['champion_negative_rate'])} / {_pct(m['challenger_negative_rate'])}",
-             f"{_num(m['champion_ms_per_post'])} / {_num(m['challenger_ms_per_post'])}"]
-            for m in report["models"]
-        ])
+        lines += _table(
+            ["champion", "challenger", "posts", "agreement", "mean abs delta", "negative rate (champ / chall)", "ms/post (champ / chall)"],
+            [
+                [
+                    f"v{m['champion']}",
+                    f"v{m['challenger']}",
+                    str(m["posts"]),
+                    _pct(m["agreement"]),
+                    _num(m["mean_abs_delta"]),
+                    f"{_pct(m['champion_negative_rate'])} / {_pct(m['challenger_negative_rate'])}",
+                    f"{_num(m['champion_ms_per_post'])} / {_num(m['challenger_ms_per_post'])}",
+                ]
+                for m in report["models"]
+            ],
+        )
     else:
         lines.append("No shadow scoring in this period (no challenger alias, or BADBUZZ_SHADOW_FRACTION=0).")
     lines += ["", "## Drift", ""]
     if d["hourly"]:
         lines.append(f"Highest score PSI {_num(d['psi_max'])}, highest out-of-vocabulary rate {_pct(d['oov_rate_max'])}; {d['alerts']} drift alert(s).")
-        lines += [""] + _table(["hour", "model", "PSI max", "OOV max", "window posts"], [
-            [h["hour"], f"v{h['version']}", _num(h["psi_max"]), _pct(h["oov_rate_max"]), str(h["window_posts_last"])] for h in d["hourly"]
-        ])
+        lines += [""] + _table(
+            ["hour", "model", "PSI max", "OOV max", "window posts"],
+            [[h["hour"], f"v{h['version']}", _num(h["psi_max"]), _pct(h["oov_rate_max"]), str(h["window_posts_last"])] for h in d["hourly"]],
+        )
     else:
         lines.append(f"No drift checks recorded in this period; {d['alerts']} drift alert(s).")
     return "\n".join(lines) + "\n"
@@ -298,7 +319,8 @@ def log_comparison(settings: Settings, pairs: dict[tuple[str, str], PairTotals],
     registry = ModelRegistry.of(settings)
     stamp = now_ms or int(time.time() * 1000)
     return [
-        challenger for (champion, challenger), totals in sorted(pairs.items())
+        challenger
+        for (champion, challenger), totals in sorted(pairs.items())
         if registry.log_version_metrics(challenger, comparison_metrics(champion, totals), stamp_ms=stamp)
     ]
 
@@ -308,9 +330,19 @@ def render_comparison(pairs: dict[tuple[str, str], PairTotals], period: Period) 
     if not pairs:
         lines.append("no shadow-scored posts in this period (is a challenger set? BADBUZZ_SHADOW_FRACTION > 0?)")
         return "\n".join(lines) + "\n"
-    lines += _table(["champion", "challenger", "posts", "agreement", "mean abs delta", "negative rate (champ / chall)", "ms/post (champ / chall)"], [
-        [f"v{c}", f"v{ch}", str(t.posts), _pct(t.agreement), _num(t.mean_abs_delta),
-         f"{_pct(t.champion_negative_rate)} / {_pct(t.challenger_negative_rate)}", f"{_num(t.champion_ms_per_post)} / {_num(t.challenger_ms_per_post)}"]
-        for (c, ch), t in sorted(pairs.items())
-    ])
+    lines += _table(
+        ["champion", "challenger", "posts", "agreement", "mean abs delta", "negative rate (champ / chall)", "ms/post (champ / chall)"],
+        [
+            [
+                f"v{c}",
+                f"v{ch}",
+                str(t.posts),
+                _pct(t.agreement),
+                _num(t.mean_abs_delta),
+                f"{_pct(t.champion_negative_rate)} / {_pct(t.challenger_negative_rate)}",
+                f"{_num(t.champion_ms_per_post)} / {_num(t.challenger_ms_per_post)}",
+            ]
+            for (c, ch), t in sorted(pairs.items())
+        ],
+    )
     return "\n".join(lines) + "\n"

@@ -25,25 +25,25 @@ import random
 import statistics
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Sequence
+from datetime import UTC, datetime
 
 from alerting.escalation import AlertContent, Escalator
 from alerting.incidents import IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import RuleConfig
+from badbuzz import replay as rp
 from config.connections import redis_client
 from config.settings import Settings
-from models.preprocess import preprocess
-from models.scorer import Scorer
-from badbuzz import replay as rp
 from counting.counters import Counters, ScoredPost
 from counting.terms import ScopeMatcher, driver_terms
 from counting.windows import GLOBAL_SCOPE, MINUTE_MS
+from models.preprocess import preprocess
+from models.scorer import Scorer
 
 # A Monday, so simulated weeks line up with hours of week.
-START = datetime(2025, 1, 6, tzinfo=timezone.utc)
+START = datetime(2025, 1, 6, tzinfo=UTC)
 TARGET_LIFTS = (0.10, 0.18, 0.25, 0.35)
 BURST_MINUTES = 15
 ALERT_LIFT = 0.15
@@ -153,7 +153,10 @@ async def run_alert_bench(
     say(f"burst run: {burst_run.counted} posts counted in {burst_run.seconds:.0f}s; "
         f"{len(stray)} alert(s) opened away from any burst")
     say("")
-    say("| target lift | bursts | measured peak lift | should alert | alerted | missed | delay from start, min (median / max) | delay from crossing, intervals (median / max) | also volume alert |")
+    say(
+        "| target lift | bursts | measured peak lift | should alert | alerted | missed | delay from start, min (median / max) "
+        "| delay from crossing, intervals (median / max) | also volume alert |"
+    )
     say("|---|---|---|---|---|---|---|---|---|")
     for target in TARGET_LIFTS:
         group = [b for b in bursts if b.target == target]
@@ -172,7 +175,9 @@ async def run_alert_bench(
     for b in bursts:
         crossing = "-" if b.crossing is None else f"+{b.crossing - b.start}"
         alert = "-" if b.first_alert is None else f"+{b.first_alert - b.start}"
-        say(f"  {_stamp(b.start)}  +{b.target:.0%} ({b.per_minute}/min)  peak {b.measured_peak:+.1%}  crossing {crossing}  alert {alert}  {' '.join(b.signals)}")
+        say(
+            f"  {_stamp(b.start)}  +{b.target:.0%} ({b.per_minute}/min)  peak {b.measured_peak:+.1%}  crossing {crossing}  alert {alert}  {' '.join(b.signals)}"
+        )
 
 
 def _med_max(values: list[int]) -> str:
@@ -180,17 +185,14 @@ def _med_max(values: list[int]) -> str:
 
 
 def _stamp(minute: int) -> str:
-    return datetime.fromtimestamp(minute * 60, tz=timezone.utc).strftime("%a %d %H:%M")
+    return datetime.fromtimestamp(minute * 60, tz=UTC).strftime("%a %d %H:%M")
 
 
 def _features(posts: Sequence[rp.Post], scorer: Scorer, matcher: ScopeMatcher) -> list[Features]:
     clean = [preprocess(p.text) for p in posts]
     scores = scorer.score_clean(clean)
     threshold = scorer.info.threshold
-    return [
-        Features(float(s), bool(s >= threshold), tuple(matcher.match(c)), tuple(driver_terms(c)) if s >= threshold else ())
-        for c, s in zip(clean, scores)
-    ]
+    return [Features(float(s), bool(s >= threshold), tuple(matcher.match(c)), tuple(driver_terms(c)) if s >= threshold else ()) for c, s in zip(clean, scores)]
 
 
 def _plan_bursts(first_eval: int, days: int, per_size: int) -> list[BurstPlan]:
@@ -208,8 +210,16 @@ def _plan_bursts(first_eval: int, days: int, per_size: int) -> list[BurstPlan]:
 
 
 async def _simulate(
-    settings: Settings, scorer: Scorer, traffic: Traffic, features: Sequence[Features], bursts: Sequence[BurstPlan],
-    start: int, first_eval: int, last: int, name: str, say: Callable[[str], None],
+    settings: Settings,
+    scorer: Scorer,
+    traffic: Traffic,
+    features: Sequence[Features],
+    bursts: Sequence[BurstPlan],
+    start: int,
+    first_eval: int,
+    last: int,
+    name: str,
+    say: Callable[[str], None],
 ) -> RunResult:
     prefix = f"bench-alerts:{uuid.uuid4().hex[:8]}:{name}"
     redis = redis_client(settings)
@@ -219,8 +229,13 @@ async def _simulate(
     outbox = Outbox(redis, prefix=prefix, sinks=[], cfg=OutboxConfig.from_settings(settings))
     incidents = IncidentStore(redis, prefix=prefix, ttl_s=KEY_TTL_S, outbox=outbox)
     escalator = Escalator(
-        counters, incidents, RuleConfig.from_settings(settings), ScopeMatcher(settings.watch_terms).scopes, lambda: scorer.info,
-        content=AlertContent.from_settings(settings), idle_s=settings.alert_idle_s,
+        counters,
+        incidents,
+        RuleConfig.from_settings(settings),
+        ScopeMatcher(settings.watch_terms).scopes,
+        lambda: scorer.info,
+        content=AlertContent.from_settings(settings),
+        idle_s=settings.alert_idle_s,
     )
     version = scorer.info.version_label
     alerts: list[tuple[int, str, str, str, str]] = []

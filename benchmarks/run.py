@@ -11,27 +11,27 @@ import platform
 import statistics
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from config.connections import kafka_options, redis_client
 from badbuzz.processes import free_port, start_worker, stop_worker
 from benchmarks.profiling import cpu_seconds, start_sampling, stop_sampling, summarise
-from config.settings import Settings
-from models.bundle import FAMILIES
-from models.registry import ModelRegistry
 from benchmarks.recovery import RATE as RECOVERY_RATE
 from benchmarks.recovery import measure_recovery
-from models.scorer import Scorer, load_scorer
-from counting.counters import Counters, ScoredPost
+from config.connections import kafka_options, redis_client
+from config.settings import Settings
 from config.topics import delete_topics, ensure_topics
+from counting.counters import Counters, ScoredPost
 from counting.windows import minute_of
+from models.bundle import FAMILIES
+from models.registry import ModelRegistry
+from models.scorer import Scorer, load_scorer
 
 # The reference design's single-post CPU latencies (ms), for the ratios.
 REFERENCE_MS = {"tfidf": 4.8, "gru": 18.0, "transformer": 65.0}
@@ -243,7 +243,14 @@ async def latency_at_load(settings: Settings, model_uri: str, rate: float, secon
     moment its id is marked counted in Redis (polled every 20 ms)."""
     run = f"bench-{uuid.uuid4().hex[:8]}"
     s = settings.model_copy(
-        update=dict(topic_raw=f"{run}.raw", topic_dlq=f"{run}.dlq", topic_alerts=f"{run}.alerts", redis_prefix=f"bench:{run}", app_id=f"badbuzz-{run}", model_uri=model_uri)
+        update=dict(
+            topic_raw=f"{run}.raw",
+            topic_dlq=f"{run}.dlq",
+            topic_alerts=f"{run}.alerts",
+            redis_prefix=f"bench:{run}",
+            app_id=f"badbuzz-{run}",
+            model_uri=model_uri,
+        )
     )
     await ensure_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
     redis = redis_client(s)
@@ -315,7 +322,14 @@ async def redis_memory(settings: Settings, n: int, report: Report, say: Say) -> 
     before = (await redis.info("memory"))["used_memory"]
     for start in range(0, n, 1000):
         posts = [
-            ScoredPost(f"m{i}-{uuid.uuid4().hex[:12]}", base + (i * 120 * MINUTE_MS) // n, 0.7, i % 3 != 0, ("all", "term:delay") if i % 10 == 0 else ("all",), words[: i % 5] if i % 3 != 0 else ())
+            ScoredPost(
+                f"m{i}-{uuid.uuid4().hex[:12]}",
+                base + (i * 120 * MINUTE_MS) // n,
+                0.7,
+                i % 3 != 0,
+                ("all", "term:delay") if i % 10 == 0 else ("all",),
+                words[: i % 5] if i % 3 != 0 else (),
+            )
             for i in range(start, min(start + 1000, n))
         ]
         await counters.count(posts)
@@ -325,7 +339,8 @@ async def redis_memory(settings: Settings, n: int, report: Report, say: Say) -> 
     await redis.aclose()
     report.add("Redis memory", {"posts": n, "mib_per_million_posts": per_million}, say)
     report.note(
-        "Redis memory is dominated by the per-post idempotency keys (one `seen:<id>` key per post, kept for the counter TTL); the per-minute buckets are a few hundred bytes per scope-minute."
+        "Redis memory is dominated by the per-post idempotency keys (one `seen:<id>` key per post, kept for the counter TTL); "
+        "the per-minute buckets are a few hundred bytes per scope-minute."
     )
 
 
@@ -388,7 +403,9 @@ async def shadow_overhead(settings: Settings, champion_uri: str, challenger_uri:
         s = settings.model_copy(update={"redis_prefix": f"bench:{run}"})
         alerting = AlertingRuntime(s, _no_publish, lambda: champion.info)
         registry = CollectorRegistry()
-        shadow = ShadowScorer(fraction, queue_batches=s.shadow_queue_batches, store=ShadowStore(alerting.redis, prefix=s.redis_prefix), metrics_registry=registry)
+        shadow = ShadowScorer(
+            fraction, queue_batches=s.shadow_queue_batches, store=ShadowStore(alerting.redis, prefix=s.redis_prefix), metrics_registry=registry
+        )
         shadow.set_challenger(challenger if fraction > 0 else None)
         pipeline = Pipeline(PipelineConfig.from_settings(s), ActiveModel(champion), alerting.counters, alerting.escalator, no_dead_letter, [shadow.observe])
         await pipeline.start()
@@ -407,9 +424,13 @@ async def shadow_overhead(settings: Settings, champion_uri: str, challenger_uri:
         await _delete_prefix(alerting.redis, s.redis_prefix)
         await alerting.redis.aclose()
         return {
-            "champion": champion.info.display, "challenger": challenger.info.display if fraction else "-",
-            "fraction": fraction, "posts": len(records), "primary_posts_per_s": len(records) / elapsed,
-            "batch_p50_ms": float(np.percentile(batch_ms, 50)), "batch_p95_ms": float(np.percentile(batch_ms, 95)),
+            "champion": champion.info.display,
+            "challenger": challenger.info.display if fraction else "-",
+            "fraction": fraction,
+            "posts": len(records),
+            "primary_posts_per_s": len(records) / elapsed,
+            "batch_p50_ms": float(np.percentile(batch_ms, 50)),
+            "batch_p95_ms": float(np.percentile(batch_ms, 95)),
             "shadow_scored": int(registry.get_sample_value("badbuzz_shadow_posts_total", {"outcome": "scored"})),
             "shadow_dropped": int(registry.get_sample_value("badbuzz_shadow_posts_total", {"outcome": "dropped"})),
         }
@@ -468,8 +489,12 @@ def drift_figures(settings: Settings, model_uri: str, n: int, report: Report, sa
         report.add(
             "Drift figures against the model's training reference",
             {
-                "model": scorer.info.display, "stream": name, "posts": len(texts), "score_psi": psi(reference.histogram, bin_counts(scores, reference.bins)),
-                "oov_rate": vocab.oov_rate, "validation_oov_rate": reference.oov_rate,
+                "model": scorer.info.display,
+                "stream": name,
+                "posts": len(texts),
+                "score_psi": psi(reference.histogram, bin_counts(scores, reference.bins)),
+                "oov_rate": vocab.oov_rate,
+                "validation_oov_rate": reference.oov_rate,
                 "top_new_terms": " ".join(t for t, _ in vocab.new_terms[:5]),
             },
             say,
@@ -507,7 +532,10 @@ def quality_row(family: str, model: str, scheme: str, run_metrics: dict[str, flo
     """One family's row: the airline test figures its training run logged ("-" when it
     logged none) beside its figures on each out-of-domain set."""
     row: dict = {
-        "family": family, "model": model, "scheme": scheme, "test_data": "airline",
+        "family": family,
+        "model": model,
+        "scheme": scheme,
+        "test_data": "airline",
         "test_acc": run_metrics.get("test_accuracy", "-"),
         "test_neg_recall": run_metrics.get("test_recall_negative", "-"),
         "test_neg_f1": run_metrics.get("test_f1_negative", "-"),
@@ -521,8 +549,15 @@ def reference_row(family: str) -> dict:
     """The reference design's figures for ``family`` in the same columns; it published no
     F1 and no out-of-domain figures."""
     name, accuracy, recall = REFERENCE_QUALITY[family]
-    row = {"family": family, "model": f"reference design: {name}", "scheme": "-", "test_data": "Sentiment140",
-           "test_acc": accuracy, "test_neg_recall": recall, "test_neg_f1": "-"}
+    row = {
+        "family": family,
+        "model": f"reference design: {name}",
+        "scheme": "-",
+        "test_data": "Sentiment140",
+        "test_acc": accuracy,
+        "test_neg_recall": recall,
+        "test_neg_f1": "-",
+    }
     row |= {f"{prefix}_{key}": "-" for prefix in OOD_DATA.values() for key in ("acc", "neg_recall", "neg_f1")}
     return row | {"p50_ms": REFERENCE_MS[family]}
 
@@ -578,9 +613,7 @@ def run_quality(settings: Settings, *, families: Sequence[str] | None, out_dir: 
     return report
 
 
-async def run_bench(
-    settings: Settings, *, families: Sequence[str] | None, quick: bool, out_dir: Path, say: Say = print, profile: bool = False
-) -> Report:
+async def run_bench(settings: Settings, *, families: Sequence[str] | None, quick: bool, out_dir: Path, say: Say = print, profile: bool = False) -> Report:
     report = Report()
     log_dir = settings.home / "bench-logs"
     scale = 0.25 if quick else 1.0

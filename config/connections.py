@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis

@@ -199,7 +199,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _slack_bot_needs_a_channel(self) -> "Settings":
+    def _slack_bot_needs_a_channel(self) -> Settings:
         if self.slack_bot_token is not None and not self.slack_channel:
             raise ValueError("SLACK_BOT_TOKEN is set but SLACK_CHANNEL is not: say which channel the bot posts to")
         return self

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from alerting.alert import Alert, iso
 from alerting.incidents import IncidentHistory, IncidentStore
@@ -38,7 +38,7 @@ def parse_since(raw: str | None) -> int | None:
     except ValueError:
         raise BadQuery(f"since must be epoch milliseconds or an ISO 8601 time, got {raw!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -59,7 +59,7 @@ class IncidentFilter:
     since_ms: int | None = None
 
     @classmethod
-    def parse(cls, query) -> "IncidentFilter":
+    def parse(cls, query) -> IncidentFilter:
         return cls(
             scope=query.get("scope") or None,
             signal=_choice("signal", query.get("signal"), SIGNAL_NAMES),

@@ -19,8 +19,8 @@ Key layout (``P`` is ``BADBUZZ_REDIS_PREFIX``): ``P:seen:<id>``, ``P:b:<scope>:<
 (newest counted event time, ms)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import redis.asyncio as aioredis
 

@@ -3,13 +3,13 @@ each watch term it mentions) and which of its words may explain a negative spike
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import ahocorasick
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from models.preprocess import URL_TOKEN, USER_TOKEN, tokens
 from counting.windows import GLOBAL_SCOPE
+from models.preprocess import URL_TOKEN, USER_TOKEN, tokens
 
 TERM_SCOPE_PREFIX = "term:"
 

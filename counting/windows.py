@@ -2,8 +2,8 @@
 rates read from them. Pure; Redis access lives in ``counting.counters``."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 MINUTE_MS = 60_000
 GLOBAL_SCOPE = "all"

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class DriftReference:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping) -> "DriftReference":
+    def from_json(cls, data: Mapping) -> DriftReference:
         histogram = tuple(float(x) for x in data["score_histogram"])
         if len(histogram) != int(data["bins"]):
             raise ValueError(f"score_histogram has {len(histogram)} bins, the reference says {data['bins']}")
@@ -117,7 +117,9 @@ def vocabulary_drift(counts: Mapping[str, int], known: frozenset[str], *, top: i
     return VocabularyDrift(total, sum(unknown.values()), tuple(ranked[:top]))
 
 
-def build_reference(val_scores: Sequence[float] | np.ndarray, train_texts: Sequence[str], val_texts: Sequence[str], *, bins: int = BINS, top_n: int = TOP_N) -> DriftReference:
+def build_reference(
+    val_scores: Sequence[float] | np.ndarray, train_texts: Sequence[str], val_texts: Sequence[str], *, bins: int = BINS, top_n: int = TOP_N
+) -> DriftReference:
     known = vocabulary(train_texts, top_n)
     val_drift = vocabulary_drift(token_counts(preprocess(t) for t in val_texts), known)
     return DriftReference(bins, tuple(float(x) for x in shares(bin_counts(val_scores, bins))), known, val_drift.oov_rate, len(val_scores))
@@ -144,8 +146,13 @@ class DriftStatus:
 
 
 def assess(
-    reference: DriftReference, score_counts: Sequence[int], *, tokens: int, oov: int,
-    new_terms: Sequence[tuple[str, int]] = (), min_posts: int,
+    reference: DriftReference,
+    score_counts: Sequence[int],
+    *,
+    tokens: int,
+    oov: int,
+    new_terms: Sequence[tuple[str, int]] = (),
+    min_posts: int,
 ) -> DriftStatus:
     """PSI and out-of-vocabulary rate of a window; None figures while it has fewer than
     ``min_posts`` posts (a handful of posts says nothing about a distribution)."""

@@ -11,9 +11,10 @@ import hashlib
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from config.connections import redact_url
 from models.bundle import MANIFEST, ModelError

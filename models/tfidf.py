@@ -20,8 +20,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import expit

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The suite trains every model family and needs its own tooling: all extras.
 bash scripts/bootstrap.sh dev,gru,transformer
+echo "==> ruff (lint, configured in pyproject.toml)"
+.venv/bin/ruff check .
 bash scripts/audit.sh
 started=0
 if ! .venv/bin/badbuzz services status >/dev/null 2>&1; then

@@ -6,18 +6,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import faust
 from faust.types import EventT
 from faust.types.tuples import ack_lock
 
 from config.settings import Settings
+from counting.terms import ScopeMatcher
 from stream.heap import freeze_long_lived_objects
 from stream.metrics import Metrics
 from stream.pipeline import Batch, BatchResult, Pipeline, RawMessage
 from stream.retry import Abandoned, Outage, until_done
-from counting.terms import ScopeMatcher
 
 log = logging.getLogger(__name__)
 

@@ -119,7 +119,7 @@ def register_alerting(app: faust.App, settings: Settings, alerting: AlertingRunt
             value = event.message.value
             try:
                 await until_done(
-                    lambda: alerting.feedback.handle(value), stopped=stopped, outage=outage, on_retry=retried, stop_wait_s=agents.STOP_WAIT_S
+                    lambda value=value: alerting.feedback.handle(value), stopped=stopped, outage=outage, on_retry=retried, stop_wait_s=agents.STOP_WAIT_S
                 )
             except Abandoned:
                 agents.hold([event])

@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -33,12 +33,20 @@ from alerting.alert import Alert
 from alerting.incidents import IncidentStore, model_quality_alert, next_incident
 from alerting.rules import NO_BASELINE, Action, Assessment, Decision, Episode, Severity, Signal, transition
 from config.settings import Settings
+from counting.windows import MINUTE_MS
 from models.drift import (
-    BINS, DriftReference, DriftStatus, VocabularyDrift, assess, bin_counts, read_reference, token_counts, vocabulary_drift,
+    BINS,
+    DriftReference,
+    DriftStatus,
+    VocabularyDrift,
+    assess,
+    bin_counts,
+    read_reference,
+    token_counts,
+    vocabulary_drift,
 )
 from models.scorer import ModelInfo
 from stream.pipeline import ScoredBatch
-from counting.windows import MINUTE_MS
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +235,12 @@ class DriftMonitor:
         self._pending: dict[str, _Pending] = {}
         self._references: dict[str, DriftReference | None] = {}
         r = metrics_registry
-        self.psi_gauge = Gauge("badbuzz_drift_score_psi", "PSI of the served model's scores in the drift window vs its validation scores", ["version"], registry=r)
-        self.oov_gauge = Gauge("badbuzz_drift_oov_ratio", "Share of tokens in the drift window outside the served model's training vocabulary", ["version"], registry=r)
+        self.psi_gauge = Gauge(
+            "badbuzz_drift_score_psi", "PSI of the served model's scores in the drift window vs its validation scores", ["version"], registry=r
+        )
+        self.oov_gauge = Gauge(
+            "badbuzz_drift_oov_ratio", "Share of tokens in the drift window outside the served model's training vocabulary", ["version"], registry=r
+        )
         self.posts_gauge = Gauge("badbuzz_drift_window_posts", "Posts in the drift window of the served model", ["version"], registry=r)
 
     def attach(self, store: DriftStore, incidents: IncidentStore) -> None:

@@ -4,7 +4,7 @@ Pure functions only; the agent decides what to do with a rejection (the dead-let
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -128,7 +128,7 @@ def _parse_time_text(text: str) -> int:
         except ValueError:
             continue
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         return int(moment.timestamp() * 1000)
     raise InvalidMessage(f"field 'created_at' is not an ISO-8601 time: {text[:64]!r}")
 
@@ -143,7 +143,7 @@ def _parse_twitter(text: str) -> datetime:
 
 def _iso(ms: int) -> str:
     try:
-        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
     except (OverflowError, OSError, ValueError):
         return f"{ms} ms"
 

@@ -114,7 +114,9 @@ class _SharedStateCollector:
                 "Event time of the newest counted post (Unix seconds)",
                 value=s.watermark_ms / 1000,
             )
-        rate = GaugeMetricFamily("badbuzz_negative_rate_ratio", "Share of posts labelled negative in the trailing event-time window", labels=["scope", "window"])
+        rate = GaugeMetricFamily(
+            "badbuzz_negative_rate_ratio", "Share of posts labelled negative in the trailing event-time window", labels=["scope", "window"]
+        )
         volume = GaugeMetricFamily("badbuzz_window_posts", "Posts counted in the trailing event-time window", labels=["scope", "window"])
         for (scope, minutes), (total, negative) in sorted(s.windows.items()):
             labels = [scope, f"{minutes}m"]
@@ -124,7 +126,9 @@ class _SharedStateCollector:
                 rate.add_metric(labels, negative / total)
         yield rate
         yield volume
-        baseline = GaugeMetricFamily("badbuzz_baseline_negative_rate_ratio", "The escalation rule's current baseline negative rate (floor applied)", labels=["scope"])
+        baseline = GaugeMetricFamily(
+            "badbuzz_baseline_negative_rate_ratio", "The escalation rule's current baseline negative rate (floor applied)", labels=["scope"]
+        )
         for scope, value in sorted(s.baselines.items()):
             baseline.add_metric([scope], value)
         yield baseline
@@ -140,7 +144,9 @@ class _SharedStateCollector:
         for (sink, state), n in sorted(s.outbox.items()):
             outbox.add_metric([sink, state], n)
         yield outbox
-        lag = GaugeMetricFamily("badbuzz_consumer_lag_messages", "Messages in a partition assigned to this worker that it has not processed yet", labels=["topic", "partition"])
+        lag = GaugeMetricFamily(
+            "badbuzz_consumer_lag_messages", "Messages in a partition assigned to this worker that it has not processed yet", labels=["topic", "partition"]
+        )
         for (topic, partition), n in sorted(s.lag.items()):
             lag.add_metric([topic, str(partition)], n)
         yield lag
@@ -158,9 +164,7 @@ class Metrics:
         self.dead_lettered = Counter("badbuzz_posts_dead_lettered", "Messages sent to the dead-letter topic, by reason class", ["reason"], registry=r)
         self.alerts = Counter("badbuzz_alerts", "Alerts this worker announced", ["signal", "action", "severity"], registry=r)
         self.redis_errors = Counter("badbuzz_redis_errors", "Failed Redis operations (batches are retried)", ["operation"], registry=r)
-        self.batch_retries = Counter(
-            "badbuzz_batch_retries", "Batches tried again after a transient failure, by error class", ["error"], registry=r
-        )
+        self.batch_retries = Counter("badbuzz_batch_retries", "Batches tried again after a transient failure, by error class", ["error"], registry=r)
         self.handler_errors = Counter(
             "badbuzz_handler_errors",
             "Failures the timer and the feedback agent caught and carried on after (transient ones are retried), by error class",
@@ -168,7 +172,9 @@ class Metrics:
             registry=r,
         )
         self.batch_size = Histogram("badbuzz_batch_size_messages", "Messages per micro-batch", buckets=_BATCH_SIZES, registry=r)
-        self.batch_duration = Histogram("badbuzz_batch_duration_seconds", "Time to decode, score, count and escalate one batch", buckets=_SECONDS_FAST, registry=r)
+        self.batch_duration = Histogram(
+            "badbuzz_batch_duration_seconds", "Time to decode, score, count and escalate one batch", buckets=_SECONDS_FAST, registry=r
+        )
         self.scoring_duration = Histogram("badbuzz_scoring_duration_seconds", "Model time per batch", buckets=_SECONDS_FAST, registry=r)
         self.event_latency = Histogram(
             "badbuzz_event_latency_seconds",

@@ -7,18 +7,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Sequence
 
 from alerting.escalation import Escalator
 from config.settings import Settings
-from models.preprocess import preprocess
-from models.scorer import ModelInfo, Scorer
 from counting.counters import Counters, ScoredPost
-from stream.messages import InvalidMessage, Tweet, decode, late_reason
-from stream.model_watch import ActiveModel
 from counting.terms import ScopeMatcher, driver_terms
 from counting.windows import minute_of
+from models.preprocess import preprocess
+from models.scorer import ModelInfo, Scorer
+from stream.messages import InvalidMessage, Tweet, decode, late_reason
+from stream.model_watch import ActiveModel
 
 log = logging.getLogger(__name__)
 

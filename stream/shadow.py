@@ -23,9 +23,9 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import Callable, Sequence
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -65,7 +65,7 @@ class PairTotals:
     champion_s: float = 0.0
     challenger_s: float = 0.0
 
-    def __add__(self, other: "PairTotals") -> "PairTotals":
+    def __add__(self, other: PairTotals) -> PairTotals:
         return PairTotals(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     @property

@@ -29,6 +29,13 @@ from alerting.outbox import Outbox
 from alerting.rules import Signal
 from alerting.runtime import AlertingRuntime
 from config.settings import Settings
+from counting.windows import (
+    GLOBAL_SCOPE,
+    SLIDING_WINDOWS_MIN,
+    aggregate,
+    minute_of,
+    window_minutes,
+)
 from models.scorer import ModelInfo
 from stream.dashboard import (
     SIGNALS,
@@ -39,13 +46,6 @@ from stream.dashboard import (
 )
 from stream.drift_monitor import DRIFT_SCOPE
 from stream.metrics import CONTENT_TYPE, Metrics, SharedState
-from counting.windows import (
-    GLOBAL_SCOPE,
-    SLIDING_WINDOWS_MIN,
-    aggregate,
-    minute_of,
-    window_minutes,
-)
 
 log = logging.getLogger(__name__)
 

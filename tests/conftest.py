@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 # TensorFlow and torch each bundle LLVM: once TensorFlow is loaded, importing transformers'
 # model classes aborts the process ("Option ... registered more than once"). The suite

@@ -22,7 +22,7 @@ class Loopback:
         self.respond = respond or (lambda n: (200, "ok"))
         self.late = late
 
-    async def __aenter__(self) -> "Loopback":
+    async def __aenter__(self) -> Loopback:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
         self.runner = web.AppRunner(app)

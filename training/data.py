@@ -30,16 +30,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import NamedTuple
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from config.settings import get_settings
-from models.preprocess import preprocess, tokens
 from models.bundle import SCHEMES
+from models.preprocess import preprocess, tokens
 from training import ood
 
 SENTIMENTS = ("negative", "neutral", "positive")

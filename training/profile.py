@@ -3,7 +3,7 @@ learnt from and was tested on. Pure: frames in, a JSON-ready dict out."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd

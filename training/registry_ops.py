@@ -8,9 +8,9 @@ logged on each version's training run. Every registry call goes through
 ``models.registry``."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 
 from config.settings import PROMOTION_METRICS
 from models.registry import ALIASES, CHALLENGER, CHAMPION, ModelRegistry, RegisteredVersion, RegistryError
@@ -134,7 +134,7 @@ def promote(
         if reasons and not force:
             raise PromotionRefused(candidate.version, alias, reasons)
     if alias == CHAMPION:
-        stamp = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+        stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
         tags = {"promoted_at": stamp, "promoted_by_force": str(force).lower(), "previous_champion": previous or ""}
         if reasons:
             tags["force_overrode"] = "; ".join(reasons)

@@ -5,8 +5,8 @@ The saved pipeline takes already-preprocessed text; ``models.tfidf`` applies
 saved as plain data (``models.tfidf.write_pipeline``), never pickled."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer

@@ -6,23 +6,32 @@ import importlib.util
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 import pandas as pd
 
 from config.settings import Settings, get_settings
 from models import drift
-from models.preprocess import PREPROCESS_VERSION
 from models.bundle import FAMILIES, SCHEMES, record_files, write_manifest
+from models.preprocess import PREPROCESS_VERSION
 from models.registry import ModelRegistry
 from models.scorer import Scorer, load_bundle
 from training import evaluate, tracking
 from training.data import (
-    LONG_CHARS, SHORT_TOKENS, CleanReport, Split, clean, file_sha256, frame_sha256, parse_data_spec, split,
-    stratified_subset, to_binary,
+    LONG_CHARS,
+    SHORT_TOKENS,
+    CleanReport,
+    Split,
+    clean,
+    file_sha256,
+    frame_sha256,
+    parse_data_spec,
+    split,
+    stratified_subset,
+    to_binary,
 )
 from training.feedback import FeedbackReport, add_feedback, read_feedback_file, recover_texts
 from training.profile import profile

@@ -21,8 +21,8 @@ from badbuzz.services import kafka as kafka_svc
 from badbuzz.services import manager
 from badbuzz.services import redis as redis_svc
 from config.settings import Settings
-from counting.counters import Counters
 from config.topics import ensure_topics
+from counting.counters import Counters
 from counting.windows import minute_of
 from tests.conftest import running_worker, wait_for
 
@@ -286,8 +286,9 @@ async def minute_counts(settings: Settings, records) -> tuple[dict[int, int], di
 
 
 def metric(settings: Settings, name: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
     from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
 
     with urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=10) as response:
         text = response.read().decode()

@@ -22,12 +22,12 @@ from alerting.incidents import IncidentStore, next_incident
 from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import Baseline, Observation, Signal, decide
 from alerting.slack import COLOURS, SlackBotSink, SlackWebhookSink
-from badbuzz.processes import settings_env
-from models.scorer import ModelInfo
 from badbuzz import replay as rp
-from counting.counters import Counters, ScoredPost
+from badbuzz.processes import settings_env
 from config.topics import ensure_topics
+from counting.counters import Counters, ScoredPost
 from counting.windows import WindowStats
+from models.scorer import ModelInfo
 from tests.configs import CONTENT, DEFAULTS, rule_config
 from tests.conftest import running_worker, wait_for, worker_env_base
 from tests.loopback import Loopback
@@ -155,7 +155,12 @@ async def test_app_insights_receives_event_trace_and_metrics_envelopes():
         ("Microsoft.ApplicationInsights.Metric", "badbuzz.negative_rate", 0.8),
         ("Microsoft.ApplicationInsights.Metric", "badbuzz.volume", 600.0),
     ]
-    assert rate["data"]["baseData"]["properties"] == {"signal": "negative_rate", "scope": "all", "incident_id": "rate-all-20260101T1200-abcd1234", "action": "opened"}
+    assert rate["data"]["baseData"]["properties"] == {
+        "signal": "negative_rate",
+        "scope": "all",
+        "incident_id": "rate-all-20260101T1200-abcd1234",
+        "action": "opened",
+    }
 
 
 async def test_app_insights_outage_raises_so_the_outbox_retries():
@@ -235,7 +240,9 @@ async def test_a_batch_of_slow_sends_never_hands_an_alert_to_a_second_worker(red
     first = asyncio.create_task(Delivery(outbox, [SlowSink("slow", 1.0, sent, "A")], send_timeout_s=2, poll_s=0.05).run())
     await _until(lambda: len(sent) >= 1, timeout=10)
     client = aioredis.Redis.from_url(live_services[1])
-    second = asyncio.create_task(Delivery(Outbox(client, prefix=prefix, sinks=["slow"], cfg=cfg), [SlowSink("slow", 1.0, sent, "B")], send_timeout_s=2, poll_s=0.05).run())
+    second = asyncio.create_task(
+        Delivery(Outbox(client, prefix=prefix, sinks=["slow"], cfg=cfg), [SlowSink("slow", 1.0, sent, "B")], send_timeout_s=2, poll_s=0.05).run()
+    )
     try:
         await _until(lambda: len({i for _, i in sent}) == 10, timeout=30)
         await asyncio.sleep(3)  # a duplicate send would land within this
@@ -261,7 +268,9 @@ async def test_two_workers_opening_the_same_incident_announce_it_once(redis, pre
         client = aioredis.Redis.from_url(live_services[1])
         box = Outbox(client, prefix=prefix, sinks=["console", "kafka"], cfg=FAST)
         store = IncidentStore(client, prefix=prefix, ttl_s=600, outbox=box, on_announced=hook.append)
-        workers.append((client, Escalator(Counters(client, prefix=prefix, ttl_s=600), store, cfg, ["all"], lambda: MODEL, content=CONTENT, idle_s=DEFAULTS.alert_idle_s)))
+        workers.append(
+            (client, Escalator(Counters(client, prefix=prefix, ttl_s=600), store, cfg, ["all"], lambda: MODEL, content=CONTENT, idle_s=DEFAULTS.alert_idle_s))
+        )
     try:
         results = await asyncio.gather(*(escalator.evaluate(minute) for _, escalator in workers))
         again = await asyncio.gather(*(escalator.evaluate(minute) for _, escalator in workers))
@@ -304,7 +313,9 @@ async def test_an_incident_keeps_its_id_through_the_cool_down_and_stale_changes_
     reopened = await apply(resolved, 140, (600, 480), (200, 170))
     assert (reopened.id, reopened.seq, reopened.is_open) == (opened.id, 3, True)
     # A worker that still holds the resolved incident cannot announce anything over it.
-    stale = next_incident(resolved, Signal.NEGATIVE_RATE, "all", decide(Signal.NEGATIVE_RATE, observed(141, (600, 480), (200, 170)), resolved.episode, cfg), 141)
+    stale = next_incident(
+        resolved, Signal.NEGATIVE_RATE, "all", decide(Signal.NEGATIVE_RATE, observed(141, (600, 480), (200, 170)), resolved.episode, cfg), 141
+    )
     assert not await store.commit(resolved, stale, alert(seq=stale.seq, incident=stale.id), now_ms=0)
     queued = await redis.zrange(outbox.keys.queue("console"), 0, -1)
     assert sorted(q.decode() for q in queued) == [f"{opened.id}.1", f"{opened.id}.2", f"{opened.id}.3"]
@@ -346,15 +357,28 @@ async def test_wrong_prediction_feedback_raises_a_model_quality_alert(redis, pre
         traces = [envelope for batch in ingestion.json() for envelope in batch]
 
     assert (opened.signal, opened.action, opened.severity, opened.scope, opened.feedback_wrong, opened.feedback_threshold) == (
-        "model_quality", "opened", "warning", "model", 11, 10,
+        "model_quality",
+        "opened",
+        "warning",
+        "model",
+        11,
+        10,
     )
     # Newest first; all were submitted in the same millisecond, so Redis orders by id.
     assert opened.example_post_ids == ["ok0", "n9", "n8", "n7", "n6"]
     assert await outbox.pending("kafka") == 1
     record = await store.get("ok0")
     assert record == {
-        "post_id": "ok0", "label": "negative", "predicted_label": "not_negative", "predicted_score": 0.08, "model_version": "3",
-        "wrong": True, "comment": "<user> says see <url> it was rude", "submitted_at": int(now * 1000), "received_at": int(now * 1000), "source": "cli",
+        "post_id": "ok0",
+        "label": "negative",
+        "predicted_label": "not_negative",
+        "predicted_score": 0.08,
+        "model_version": "3",
+        "wrong": True,
+        "comment": "<user> says see <url> it was rude",
+        "submitted_at": int(now * 1000),
+        "received_at": int(now * 1000),
+        "source": "cli",
     }
     assert (await store.get("unknown-post"))["wrong"] is None
     by_post = {t["data"]["baseData"]["properties"]["prediction_id"]: t for t in traces}
@@ -392,14 +416,26 @@ async def test_a_worker_delivers_through_its_outbox_and_takes_feedback(isolated,
 
             opened = await wait_for(lambda: slack_says("Bad buzz [", "on all posts"), timeout=120, what="the bad-buzz alert on Slack", process=worker)
             cli = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "badbuzz.cli", "feedback", burst_ids[0], "--label", "positive", "--comment", "@someone it was a joke http://t.co/x",
-                env={**worker_env_base(), **settings_env(settings)}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-m",
+                "badbuzz.cli",
+                "feedback",
+                burst_ids[0],
+                "--label",
+                "positive",
+                "--comment",
+                "@someone it was a joke http://t.co/x",
+                env={**worker_env_base(), **settings_env(settings)},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             out, err = await cli.communicate()
             assert (cli.returncode, out.decode()) == (0, f"feedback on post {burst_ids[0]} (positive) sent to {settings.topic_feedback}\n"), err.decode()
             for post_id in burst_ids[1:10]:
                 await send_feedback(settings, make_feedback(post_id, "positive", now_ms=int(time.time() * 1000)))
-            quality = await wait_for(lambda: slack_says("Model quality [WARNING] on the sentiment model"), timeout=60, what="the model-quality alert", process=worker)
+            quality = await wait_for(
+                lambda: slack_says("Model quality [WARNING] on the sentiment model"), timeout=60, what="the model-quality alert", process=worker
+            )
 
             async def feedback_traces():
                 traces = [e for batch in ingestion.json() for e in batch if e["data"]["baseData"].get("properties", {}).get("prediction_id")]
@@ -415,7 +451,9 @@ async def test_a_worker_delivers_through_its_outbox_and_takes_feedback(isolated,
     assert quality[0]["attachments"][0]["blocks"][1]["text"]["text"] == "4 wrong-prediction feedbacks in 15 min (alert above 3)"
     # The outbox fans each alert out to every sink, once per sink.
     slack_ids = [m["attachments"][0]["blocks"][-1]["elements"][0]["text"].split("alert `")[1].split("`")[0] for m in slack.json()]
-    event_ids = [e["data"]["baseData"]["properties"]["alert_id"] for batch in ingestion.json() for e in batch if e["name"] == "Microsoft.ApplicationInsights.Event"]
+    event_ids = [
+        e["data"]["baseData"]["properties"]["alert_id"] for batch in ingestion.json() for e in batch if e["name"] == "Microsoft.ApplicationInsights.Event"
+    ]
     kafka_ids = [a["alert_id"] for a in alerts]
     key = {(a["signal"], a["action"]): a["alert_id"] for a in alerts}
     must = {key[("negative_rate", "opened")], key[("model_quality", "opened")]}
@@ -489,10 +527,7 @@ async def test_alert_examples_are_the_most_negative_posts_with_ties_broken_as_re
     everything = []
     for batch in range(4):
         # Few distinct scores: ties across and within batches, at the boundary too.
-        posts = [
-            ScoredPost(f"p{batch}-{i:02d}", minute * 60_000, rng.choice([0.6, 0.8, 0.9, 0.95]), True, ["all"], ())
-            for i in range(rng.randint(1, 40))
-        ]
+        posts = [ScoredPost(f"p{batch}-{i:02d}", minute * 60_000, rng.choice([0.6, 0.8, 0.9, 0.95]), True, ["all"], ()) for i in range(rng.randint(1, 40))]
         await counters.count(posts)
         everything += posts
         kept = sorted(everything, key=lambda p: (p.score, p.id), reverse=True)[:5]
@@ -509,7 +544,8 @@ async def test_a_failing_announcement_observer_does_not_undo_or_fail_the_change(
     decision = decide(
         Signal.NEGATIVE_RATE,
         Observation(100, WindowStats(0, 0, 200, 170, 0.0), WindowStats(0, 0, 600, 480, 0.0), Baseline(0.6, 40.0, "trailing", 9000)),
-        None, rule_config(margin=0.15),
+        None,
+        rule_config(margin=0.15),
     )
     new = next_incident(None, Signal.NEGATIVE_RATE, "all", decision, 100)
     announced = alert(seq=new.seq, incident=new.id)

@@ -24,7 +24,6 @@ from badbuzz.processes import PROJECT_ROOT, free_port, settings_env, stop_worker
 from config.connections import redis_client
 from config.settings import Settings
 from config.topics import ensure_topics
-from console.accounts import Accounts
 from counting.counters import Counters, ScoredPost
 from tests.conftest import worker_env_base
 
@@ -66,7 +65,9 @@ async def _seed(settings: Settings) -> dict:
     redis = redis_client(settings)
     try:
         await ensure_topics(settings, [settings.topic_feedback])
-        store = IncidentStore(redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s, outbox=Outbox(redis, prefix=settings.redis_prefix, sinks=["console"]))
+        store = IncidentStore(
+            redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s, outbox=Outbox(redis, prefix=settings.redis_prefix, sinks=["console"])
+        )
         baseline = Baseline(0.2, 10.0, "trailing", 600)
 
         def decision(action, severity):
@@ -74,9 +75,21 @@ async def _seed(settings: Settings) -> dict:
 
         def alert(incident, action, **fields):
             return Alert(
-                alert_id=incident.alert_id(), incident_id=incident.id, seq=incident.seq, signal=incident.signal.value,
-                action=action.value, severity=incident.severity.value, scope=incident.scope, window_start="2025-02-19T20:00:00Z",
-                window_end="2025-02-19T20:15:00Z", window_minutes=15, rate=0.62, volume=300, negatives=186, baseline=0.2, **fields,
+                alert_id=incident.alert_id(),
+                incident_id=incident.id,
+                seq=incident.seq,
+                signal=incident.signal.value,
+                action=action.value,
+                severity=incident.severity.value,
+                scope=incident.scope,
+                window_start="2025-02-19T20:00:00Z",
+                window_end="2025-02-19T20:15:00Z",
+                window_minutes=15,
+                rate=0.62,
+                volume=300,
+                negatives=186,
+                baseline=0.2,
+                **fields,
             )
 
         rate = next_incident(None, Signal.NEGATIVE_RATE, "all", decision(Action.OPEN, Severity.WARNING), MINUTE)
@@ -97,7 +110,10 @@ async def _seed(settings: Settings) -> dict:
 def console(settings, tmp_path_factory):
     """(base URL, seeded ids, viewer token, responder token) of a running console."""
     for name, role in (("ada", "admin"), ("rita", "responder"), ("vic", "viewer")):
-        assert _cli(settings, "users", "add", name, "--role", role, "--password-stdin", stdin=PASSWORDS[name] + "\n") == f"{name} ({role}) can sign in to the console\n"
+        assert (
+            _cli(settings, "users", "add", name, "--role", role, "--password-stdin", stdin=PASSWORDS[name] + "\n")
+            == f"{name} ({role}) can sign in to the console\n"
+        )
     viewer_token = _cli(settings, "tokens", "create", "dashboards", "--role", "viewer").strip()
     responder_token = _cli(settings, "tokens", "create", "bot", "--role", "responder").strip()
     ids = _run(_seed(settings))
@@ -198,7 +214,12 @@ def test_a_responder_signs_in_opens_an_incident_tests_a_post_and_sends_feedback(
     page.click("#feedback button[value=not_negative]")
     assert page.locator("[role=status]").inner_text() == "Feedback sent for post post-42: positive."
     [message] = _feedback_messages(settings)
-    assert (message["post_id"], message["label"], message["comment"], message["source"]) == ("post-42", "positive", "clearly negative, ask <user>", "console:rita")
+    assert (message["post_id"], message["label"], message["comment"], message["source"]) == (
+        "post-42",
+        "positive",
+        "clearly negative, ask <user>",
+        "console:rita",
+    )
 
     page.click("nav >> text=Live")
     assert page.locator("#scope option").count() == 5
@@ -310,8 +331,10 @@ def test_score_returns_probability_label_and_terms_within_the_limits(console):
 def test_feedback_through_the_api_reaches_the_topic_scrubbed(console, settings):
     base, _, _, responder = console
     response = httpx.post(
-        f"{base}/api/v1/feedback", json={"post_id": "api-7", "label": "negative", "comment": "see https://x.test/a"},
-        headers={"Authorization": f"Bearer {responder}"}, timeout=60,
+        f"{base}/api/v1/feedback",
+        json={"post_id": "api-7", "label": "negative", "comment": "see https://x.test/a"},
+        headers={"Authorization": f"Bearer {responder}"},
+        timeout=60,
     )
     assert response.status_code == 200 and response.json()["label"] == "negative"
     sent = [m for m in _feedback_messages(settings) if m["post_id"] == "api-7"]

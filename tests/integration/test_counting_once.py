@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from config.settings import Settings
-from models.scorer import ModelInfo
 from counting.counters import Counters
+from models.scorer import ModelInfo
 from stream.model_watch import ActiveModel
 from stream.pipeline import Pipeline, PipelineConfig, RawMessage, ScoredBatch
 

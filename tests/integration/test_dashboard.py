@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from alerting.incidents import IncidentStore
 from alerting.rules import Signal
 from badbuzz import replay as rp
-from counting.counters import Counters
 from config.topics import ensure_topics
+from counting.counters import Counters
 from counting.windows import minute_of
 from tests.conftest import running_worker, wait_for
 
@@ -163,7 +163,11 @@ async def test_dashboard_json_metrics_and_page_show_the_counts_in_redis(isolated
         assert got[("badbuzz_assigned_partitions", ())] == settings.topic_partitions
         lag = {dict(labels)["partition"]: v for (name, labels), v in got.items() if name == "badbuzz_consumer_lag_messages"}
         assert lag == {str(p): 0 for p in range(settings.topic_partitions)}
-        opened = {dict(labels)["severity"]: v for (name, labels), v in got.items() if name == "badbuzz_alerts_total" and dict(labels)["action"] == "opened" and dict(labels)["signal"] == "negative_rate" and v}
+        opened = {
+            dict(labels)["severity"]: v
+            for (name, labels), v in got.items()
+            if name == "badbuzz_alerts_total" and dict(labels)["action"] == "opened" and dict(labels)["signal"] == "negative_rate" and v
+        }
         assert opened == {incident.severity.value: 1}
         assert got[("badbuzz_event_latency_seconds_count", ())] == len(messages)
         assert got[("badbuzz_redis_up", ())] == 1
@@ -184,7 +188,10 @@ async def test_dashboard_json_metrics_and_page_show_the_counts_in_redis(isolated
     assert dom.text["rate-5"] == js_percent(five.rate)
     assert dom.text["baseline"] == js_percent(incident.baseline)
     opened = time.strftime("%H:%M", time.gmtime(incident.opened_ms / 1000))
-    assert f"{incident.severity.value.upper()} alert since {opened} UTC: negative posts are well above their usual level of {js_percent(incident.baseline)}" in dom.text["status"]
+    assert (
+        f"{incident.severity.value.upper()} alert since {opened} UTC: negative posts are well above their usual level of {js_percent(incident.baseline)}"
+        in dom.text["status"]
+    )
     bars = {int(b["data-minute"]): (int(b["data-posts"]), int(b["data-negative"])) for b in dom.shapes["bar"]}
     assert bars == {m: (b.total, b.negative) for m, b in buckets.items() if end - 59 <= m <= end}
     assert [b["data-signal"] for b in dom.shapes["incident"]] == ["negative_rate"]

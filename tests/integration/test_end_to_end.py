@@ -11,13 +11,13 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from models.preprocess import preprocess
-from models.scorer import load_scorer
 from badbuzz import replay as rp
+from config.topics import ensure_topics
 from counting.counters import Counters
 from counting.terms import ScopeMatcher
-from config.topics import ensure_topics
 from counting.windows import minute_of
+from models.preprocess import preprocess
+from models.scorer import load_scorer
 from tests.conftest import running_worker, wait_for
 
 pytestmark = pytest.mark.integration
@@ -103,7 +103,9 @@ async def test_exact_counts_duplicates_and_dead_letters(isolated, tmp_path):
 
         await wait_for(dlq_complete, timeout=60, what="the dead letters", process=worker)
         # Duplicates were produced last: once they are through, nothing else is in flight.
-        await wait_for(lambda: _all_consumed(settings, len(valid) + len(malformed) + len(duplicates)), timeout=60, what="every message to be consumed", process=worker)
+        await wait_for(
+            lambda: _all_consumed(settings, len(valid) + len(malformed) + len(duplicates)), timeout=60, what="every message to be consumed", process=worker
+        )
 
     scores, threshold = score_locally(settings, [b["text"] for b in valid])
     matcher = ScopeMatcher(settings.watch_terms)

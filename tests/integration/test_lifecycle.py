@@ -16,15 +16,15 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from alerting.feedback import Feedback, FeedbackStore
-from benchmarks.run import french_posts
+from badbuzz import replay as rp
 from badbuzz.processes import free_port, settings_env
+from benchmarks.run import french_posts
 from config.settings import Settings
+from config.topics import delete_topics, ensure_topics
+from counting.counters import Prediction
 from models.registry import ModelRegistry
 from models.scorer import load_scorer
-from badbuzz import replay as rp
-from counting.counters import Prediction
 from stream.shadow import ShadowStore, in_sample
-from config.topics import delete_topics, ensure_topics
 from tests.conftest import REPO, running_worker, wait_for, worker_env_base
 from training import registry_ops, tracking
 from training.train import train
@@ -396,9 +396,9 @@ async def test_report_reads_volumes_incidents_feedback_shadow_and_drift_from_red
     from alerting.alert import Alert, iso
     from alerting.outbox import Outbox, OutboxConfig
     from badbuzz.report import build_report, period_ending, render_markdown
+    from counting.counters import Counters, ScoredPost
     from models.drift import DriftStatus
     from models.scorer import ModelInfo
-    from counting.counters import Counters, ScoredPost
     from stream.drift_monitor import DriftStore
     from stream.shadow import PairTotals
 
@@ -463,7 +463,8 @@ def test_report_cli_writes_json_and_rejects_a_bad_period(live_services, tmp_path
     settings = private_settings(live_services, tmp_path)
     env = {**worker_env_base(), **settings_env(settings)}
     out = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "-m", "badbuzz.cli", "report", "--since", "3h", "--json", "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    command = [sys.executable, "-m", "badbuzz.cli", "report", "--since", "3h", "--json", "--out", str(out)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"report written to {out}\n"
     body = orjson.loads(out.read_bytes())

@@ -16,13 +16,13 @@ import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from models.preprocess import preprocess
-from models.scorer import load_scorer
 from badbuzz import replay as rp
+from config.topics import ensure_topics
 from counting.counters import Counters
 from counting.terms import ScopeMatcher
-from config.topics import ensure_topics
 from counting.windows import minute_of
+from models.preprocess import preprocess
+from models.scorer import load_scorer
 from tests.conftest import free_port, running_worker, wait_for
 from tests.integration.test_end_to_end import drain
 
@@ -154,7 +154,8 @@ async def test_two_workers_count_exactly_once_across_a_rebalance(isolated, tmp_p
     print(
         f"\nscaling: {len(messages)} posts, partitions split {split[0]}+{split[1]}; workers up in {timings['start_s']:.1f}s; "
         f"phase 1 ({len(first_phase)} posts, 2 workers) counted in {timings['first_phase_s']:.1f}s; "
-        f"worker A counted {counted_by_a_at_stop - counted_by_a:.0f} phase-2 posts, then stopped in {timings['a_shutdown_s']:.1f}s, B owned all 4 partitions {timings['rebalance_s']:.1f}s after SIGTERM; "
+        f"worker A counted {counted_by_a_at_stop - counted_by_a:.0f} phase-2 posts, then stopped in {timings['a_shutdown_s']:.1f}s, "
+        f"B owned all 4 partitions {timings['rebalance_s']:.1f}s after SIGTERM; "
         f"phase 2 ({len(second_phase)} posts at 150/s) counted in {timings['second_phase_s']:.1f}s; "
         f"{redelivered:.0f} redelivered posts ignored by B; total {timings['total_s']:.1f}s"
     )

@@ -12,12 +12,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from badbuzz import services
-from config.connections import kafka_options, redis_client
 from badbuzz.processes import free_port
 from badbuzz.services import kafka as kafka_svc
+from config.connections import kafka_options, redis_client
 from config.settings import Settings
-from counting.counters import Counters
 from config.topics import ensure_topics
+from counting.counters import Counters
 from counting.windows import minute_of
 from tests.conftest import running_worker, wait_for
 
@@ -69,7 +69,9 @@ async def test_clients_without_credentials_are_refused(secured):
 
 async def test_worker_authenticates_and_never_logs_secrets(secured, model_home, tmp_path):
     settings = secured.model_copy(
-        update=dict(home=model_home, topic_raw="sec.raw", topic_dlq="sec.dlq", topic_alerts="sec.alerts", redis_prefix="sec", app_id="badbuzz-sec", web_port=free_port())
+        update=dict(
+            home=model_home, topic_raw="sec.raw", topic_dlq="sec.dlq", topic_alerts="sec.alerts", redis_prefix="sec", app_id="badbuzz-sec", web_port=free_port()
+        )
     )
     await ensure_topics(settings, [settings.topic_raw, settings.topic_dlq, settings.topic_alerts])
     producer = AIOKafkaProducer(**kafka_options(settings))

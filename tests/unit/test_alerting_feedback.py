@@ -77,7 +77,10 @@ def test_alert_json_round_trip_and_headlines():
     "args, message",
     [
         ([" ", "--label", "positive"], "badbuzz: error: the post id is empty (see: badbuzz feedback --help)"),
-        (["123", "--label", "maybe"], "badbuzz: error: Invalid value for '--label': 'maybe' is not one of 'negative', 'positive'. (see: badbuzz feedback --help)"),
+        (
+            ["123", "--label", "maybe"],
+            "badbuzz: error: Invalid value for '--label': 'maybe' is not one of 'negative', 'positive'. (see: badbuzz feedback --help)",
+        ),
         (["123"], "badbuzz: error: --label is required: negative or positive (see: badbuzz feedback --help)"),
     ],
 )

@@ -1,13 +1,12 @@
 """The dependency audit's verdict on pip-audit reports."""
 from __future__ import annotations
 
-import json
-
-import pytest
-
 import importlib.util
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 _spec = importlib.util.spec_from_file_location("audit", Path(__file__).resolve().parents[2] / ".ci" / "audit.py")
 audit = importlib.util.module_from_spec(_spec)

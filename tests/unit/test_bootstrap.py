@@ -4,7 +4,6 @@ installs the base only, the tests add their extras, a leaner run after a fuller 
 changes nothing, and new pins reinstall every extra the venv already has."""
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess

@@ -207,12 +207,19 @@ def exported_metric_names() -> set[str]:
 
     metrics = Metrics()
     metrics.set_model(ModelInfo(family="tfidf", scheme="negative_vs_rest"))
-    metrics.record_batch([RawMessage(b"{}", timestamp_ms=1, topic="t", partition=0, offset=0)], BatchResult(received=1, counted=1, event_ms=[1]), duration_s=0.1)
+    message = RawMessage(b"{}", timestamp_ms=1, topic="t", partition=0, offset=0)
+    metrics.record_batch([message], BatchResult(received=1, counted=1, event_ms=[1]), duration_s=0.1)
     metrics.redis_errors.labels("count").inc()
     metrics.update_shared(
         SharedState(
-            redis_up=True, watermark_ms=1, windows={("all", 15): (1, 1)}, baselines={"all": 0.2}, expected_per_minute={"all": 3.0}, incidents=[("all", "negative_rate", "warning")],
-            outbox={("slack", "failed"): 1}, lag={("t", 0): 1},
+            redis_up=True,
+            watermark_ms=1,
+            windows={("all", 15): (1, 1)},
+            baselines={"all": 0.2},
+            expected_per_minute={"all": 3.0},
+            incidents=[("all", "negative_rate", "warning")],
+            outbox={("slack", "failed"): 1},
+            lag={("t", 0): 1},
         )
     )
     return {s.name for f in text_string_to_metric_families(metrics.exposition().decode()) for s in f.samples}
@@ -278,7 +285,10 @@ def test_docker_compose_config_accepts_the_file():
         pytest.skip("no Docker Compose v2 here; the structural checks above still ran")
     done = subprocess.run(
         [*binary, "-f", "docker-compose.yml", "--profile", "train", "--profile", "replay", "config", "--quiet"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
 
@@ -344,8 +354,7 @@ def _same_default(documented: object, actual: object) -> bool:
 
 def test_the_configuration_table_gives_every_setting_its_true_default():
     attributes = {
-        field.validation_alias if isinstance(field.validation_alias, str) else f"BADBUZZ_{name.upper()}": name
-        for name, field in Settings.model_fields.items()
+        field.validation_alias if isinstance(field.validation_alias, str) else f"BADBUZZ_{name.upper()}": name for name, field in Settings.model_fields.items()
     }
     # Field defaults only: the environment of the test run must not leak in.
     defaults = Settings.model_construct()

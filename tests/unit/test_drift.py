@@ -8,11 +8,21 @@ import pytest
 
 from alerting.rules import Action, Baseline, Episode, Severity
 from models.drift import (
-    REFERENCE_FILE, DriftReference, DriftStatus, assess, bin_counts, build_reference, psi, read_reference,
-    token_counts, vocabulary, vocabulary_drift, write_reference,
+    REFERENCE_FILE,
+    DriftReference,
+    DriftStatus,
+    assess,
+    bin_counts,
+    build_reference,
+    psi,
+    read_reference,
+    token_counts,
+    vocabulary,
+    vocabulary_drift,
+    write_reference,
 )
-from stream.drift_monitor import DriftThresholds, decide_drift, severity_of, version_key
 from models.scorer import ModelInfo
+from stream.drift_monitor import DriftThresholds, decide_drift, severity_of, version_key
 
 
 def test_scores_fall_in_equal_width_bins_with_one_in_the_last():

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from badbuzz.cli import cli
 from config.settings import Settings
+from models.bundle import MANIFEST, ModelError, write_manifest
 from models.drift import REFERENCE_FILE
 from models.gru import MODEL_FILE, VOCAB_FILE, Vocabulary
 from models.preprocess import preprocess
-from models.bundle import MANIFEST, ModelError, write_manifest
 from models.scorer import load_bundle, load_scorer
 from training import gru
 from training.data import clean, load_data, stratified_subset, to_binary

@@ -9,8 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from alerting.history import baseline_at
 from alerting.incidents import Incident
 from alerting.rules import Baseline, Episode, Severity, Signal
-from models.scorer import ModelInfo
 from counting.counters import HourBucket
+from counting.windows import Bucket
+from models.scorer import ModelInfo
 from stream.dashboard import (
     parse_minutes,
     parse_scope,
@@ -20,7 +21,6 @@ from stream.dashboard import (
 from stream.messages import InvalidMessage, decode, late_reason
 from stream.metrics import DLQ_REASON_CLASSES, Metrics, SharedState, reason_class
 from stream.pipeline import BatchResult, RawMessage
-from counting.windows import Bucket
 from tests.configs import rule_config
 
 NOW = 1_760_000_000_000
@@ -142,7 +142,9 @@ def test_two_apps_in_one_process_keep_separate_registries():
 
 def test_model_info():
     metrics = Metrics()
-    metrics.set_model(ModelInfo(family="tfidf", scheme="negative_vs_rest", threshold=0.42, name="badbuzz-sentiment", version="3", uri="models:/badbuzz-sentiment@champion"))
+    metrics.set_model(
+        ModelInfo(family="tfidf", scheme="negative_vs_rest", threshold=0.42, name="badbuzz-sentiment", version="3", uri="models:/badbuzz-sentiment@champion")
+    )
     labels = dict(next(labels for (name, labels) in samples(metrics) if name == "badbuzz_model_info"))
     assert labels == {
         "name": "badbuzz-sentiment",
@@ -219,8 +221,19 @@ def steady_history() -> tuple[dict[int, Bucket], dict[int, HourBucket]]:
 def payload(incidents=(), minutes=10):
     buckets, hours = steady_history()
     return windows_payload(
-        scope="all", scopes=["all", "term:delay"], minute_buckets=buckets, global_minutes=buckets, hour_buckets=hours, global_hours=hours,
-        end_minute=END, minutes=minutes, cfg=CFG, incidents=list(incidents), watermark_ms=END * 60_000 + 5, model="m v1 (tfidf)", now_ms=NOW,
+        scope="all",
+        scopes=["all", "term:delay"],
+        minute_buckets=buckets,
+        global_minutes=buckets,
+        hour_buckets=hours,
+        global_hours=hours,
+        end_minute=END,
+        minutes=minutes,
+        cfg=CFG,
+        incidents=list(incidents),
+        watermark_ms=END * 60_000 + 5,
+        model="m v1 (tfidf)",
+        now_ms=NOW,
     )
 
 
@@ -260,9 +273,17 @@ def test_an_open_rate_incident_freezes_the_baseline_and_says_when_it_closes():
     assert data["baseline_frozen"] and data["baseline"] == 0.3 and data["alert_level"] == pytest.approx(0.45)
     views = {v["signal"]: v for v in data["incidents"]}
     assert views["negative_rate"] == {
-        "id": "rate-all-1", "signal": "negative_rate", "severity": "warning", "open": True,
-        "opened": "1970-01-01T10:28:00Z", "opened_minute": END - 2, "resolved": None, "resolved_minute": None,
-        "baseline_rate": 0.3, "baseline_per_minute": 10.0, "closes_below": pytest.approx(0.3 + 0.15 * 0.5),
+        "id": "rate-all-1",
+        "signal": "negative_rate",
+        "severity": "warning",
+        "open": True,
+        "opened": "1970-01-01T10:28:00Z",
+        "opened_minute": END - 2,
+        "resolved": None,
+        "resolved_minute": None,
+        "baseline_rate": 0.3,
+        "baseline_per_minute": 10.0,
+        "closes_below": pytest.approx(0.3 + 0.15 * 0.5),
     }
     assert views["volume"]["open"] is False and views["volume"]["resolved"] == "1970-01-01T10:26:00Z"
     assert views["volume"]["closes_below"] == pytest.approx(10.0 * (1 + (3.0 - 1) * 0.5))
@@ -270,8 +291,19 @@ def test_an_open_rate_incident_freezes_the_baseline_and_says_when_it_closes():
 
 def test_empty_minutes_have_zero_posts_and_no_rate():
     data = windows_payload(
-        scope="all", scopes=["all"], minute_buckets={}, global_minutes={}, hour_buckets={}, global_hours={}, end_minute=END,
-        minutes=10, cfg=CFG, incidents=[], watermark_ms=None, model="m", now_ms=NOW,
+        scope="all",
+        scopes=["all"],
+        minute_buckets={},
+        global_minutes={},
+        hour_buckets={},
+        global_hours={},
+        end_minute=END,
+        minutes=10,
+        cfg=CFG,
+        incidents=[],
+        watermark_ms=None,
+        model="m",
+        now_ms=NOW,
     )
     assert all(p["posts"] == 0 and p["window_rate"] is None and p["baseline"] is None for p in data["points"])
     assert data["latest"]["15"]["rate"] is None and data["baseline"] is None and data["incidents"] == []

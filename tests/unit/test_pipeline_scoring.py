@@ -6,11 +6,11 @@ import threading
 import time
 
 import numpy as np
+from test_model_watch import NoEscalation, RecordingCounters, Scorer, messages, no_dead_letters
 
 from config.settings import Settings
 from stream import pipeline as pipeline_module
 from stream.model_watch import ActiveModel
-from test_model_watch import NoEscalation, RecordingCounters, Scorer, messages, no_dead_letters
 
 
 class TimedScorer(Scorer):
@@ -30,7 +30,9 @@ class TimedScorer(Scorer):
 
 
 def _pipeline(active: ActiveModel) -> pipeline_module.Pipeline:
-    return pipeline_module.Pipeline(pipeline_module.PipelineConfig.from_settings(Settings(watch_terms=[])), active, RecordingCounters(), NoEscalation(), no_dead_letters)
+    return pipeline_module.Pipeline(
+        pipeline_module.PipelineConfig.from_settings(Settings(watch_terms=[])), active, RecordingCounters(), NoEscalation(), no_dead_letters
+    )
 
 
 async def _run(pipeline: pipeline_module.Pipeline, batches: int, per_batch: int = 10) -> None:

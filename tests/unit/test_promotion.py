@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import mlflow
 import pytest
@@ -20,7 +20,7 @@ from training.train import train
 DATA = "d" * 64
 SPLIT = "s" * 64
 METRIC = "test_recall_negative"
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 _names = itertools.count()
 
 

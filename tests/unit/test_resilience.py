@@ -8,7 +8,7 @@ import logging
 import math
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import orjson
@@ -18,6 +18,7 @@ from faust.exceptions import ProducerSendError
 from hypothesis import given
 from hypothesis import strategies as st
 from redis import exceptions as redis_errors
+from test_model_watch import NoEscalation, RecordingCounters, Scorer
 
 from alerting.alert import iso
 from alerting.drivers import MIN_Z, over_represented
@@ -30,7 +31,6 @@ from stream.metrics import Metrics
 from stream.model_watch import ActiveModel
 from stream.pipeline import Pipeline, PipelineConfig
 from stream.retry import ERROR_CLASSES, UNEXPECTED, Backoff, Outage, error_class
-from test_model_watch import NoEscalation, RecordingCounters, Scorer
 from tests.configs import rule_config
 
 # --- drivers and the rule on degenerate counts -----------------------------------------
@@ -106,7 +106,7 @@ def test_iso_of_any_integer(ms):
     text = iso(ms)
     assert ISO.match(text)
     if -62_135_596_800_000 <= ms <= MAX_SUBMITTED_AT_MS:
-        expected = datetime.fromtimestamp(ms // 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+        expected = datetime.fromtimestamp(ms // 1000, tz=UTC).isoformat().replace("+00:00", "Z")
         assert text == expected
 
 
@@ -250,7 +250,8 @@ def pipeline_with(counters=None, escalator=None, dead_letter=None) -> Pipeline:
     async def no_dead_letters(message, reason):
         raise AssertionError(reason)
 
-    return Pipeline(PipelineConfig.from_settings(Settings(watch_terms=[])), ActiveModel(Scorer("1")), counters or RecordingCounters(), escalator or NoEscalation(), dead_letter or no_dead_letters)
+    cfg = PipelineConfig.from_settings(Settings(watch_terms=[]))
+    return Pipeline(cfg, ActiveModel(Scorer("1")), counters or RecordingCounters(), escalator or NoEscalation(), dead_letter or no_dead_letters)
 
 
 async def test_redis_refusing_writes_is_waited_out_and_the_batch_counted_once(fast_backoff, caplog):
@@ -266,7 +267,10 @@ async def test_redis_refusing_writes_is_waited_out_and_the_batch_counted_once(fa
     assert result.counted == 3 and counters.calls == [(["a", "b", "c"], "1")]
     assert not any(e.message.acked for e in batch) and crash.reasons == []
     assert {e: sample(metrics, "badbuzz_batch_retries_total", error=e) for e in ("oom", "misconf", "readonly", "busy")} == {
-        "oom": 1, "misconf": 1, "readonly": 1, "busy": 0,
+        "oom": 1,
+        "misconf": 1,
+        "readonly": 1,
+        "busy": 0,
     }
     assert sample(metrics, "badbuzz_posts_counted_total") == 3
     assert len(caplog.records) == 2 and "recovered after 3 retries" in caplog.records[1].getMessage()

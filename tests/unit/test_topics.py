@@ -19,7 +19,7 @@ SETTINGS = Settings(_env_file=None, topic_partitions=4)
 class RecordingAdmin:
     """Answers as a broker holding ``existing`` topics; per-topic error codes from ``codes``."""
 
-    instances: list["RecordingAdmin"] = []
+    instances: list[RecordingAdmin] = []
 
     def __init__(self, existing=(), codes=None, **_options):
         self.existing = set(existing)

@@ -19,8 +19,8 @@ import models as models_package
 from badbuzz.cli import cli
 from config.settings import Settings
 from models import transformer as serving
-from models.preprocess import preprocess
 from models.bundle import MANIFEST, ModelError, write_manifest
+from models.preprocess import preprocess
 from models.scorer import ModelInfo, load_bundle, load_scorer
 from training import transformer as tt
 from training.data import clean, load_data, stratified_subset, to_binary

@@ -36,7 +36,7 @@ def test_kafka_is_the_first_reason_then_redis():
 
 
 def test_every_answer_is_one_line_of_json():
-    for status, body in (web.readiness(TOPIC, [0]), web.readiness(TOPIC, None, kafka_error="a: b")):
+    for _status, body in (web.readiness(TOPIC, [0]), web.readiness(TOPIC, None, kafka_error="a: b")):
         assert "\n" not in json.dumps(body)
 
 

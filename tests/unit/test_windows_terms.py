@@ -1,6 +1,6 @@
-from models.preprocess import preprocess
 from counting.terms import ScopeMatcher, driver_terms
 from counting.windows import Bucket, aggregate, minute_of, window_minutes
+from models.preprocess import preprocess
 
 
 def test_window_minutes_and_offset():
