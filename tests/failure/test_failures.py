@@ -6,7 +6,6 @@ Run alone with ``pytest -m failure``."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 
@@ -16,7 +15,6 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from badbuzz import services
-from badbuzz.processes import free_port
 from badbuzz.services import kafka as kafka_svc
 from badbuzz.services import manager
 from badbuzz.services import redis as redis_svc
@@ -29,42 +27,6 @@ from tests.conftest import running_worker, wait_for
 pytestmark = [pytest.mark.failure, pytest.mark.integration]
 
 MINUTE = 60_000
-
-
-@pytest.fixture(scope="module")
-def private(tmp_path_factory, model_home):
-    """Private Kafka + Redis (sharing the machine's Kafka jar cache) and settings for them."""
-    home = tmp_path_factory.mktemp("private-services")
-    kafka_port, controller_port, redis_port = free_port(), free_port(), free_port()
-    os.environ.setdefault(kafka_svc.LIBS_ENV, str(kafka_svc.default_libs_dir(Settings())))
-    settings = Settings(
-        home=home,
-        kafka_port=kafka_port,
-        kafka_controller_port=controller_port,
-        redis_port=redis_port,
-        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-        redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        _env_file=None,
-    )
-    services.up(settings, echo=lambda _: None)
-    yield settings
-    services.down(settings)
-
-
-@pytest.fixture
-def scenario(private, model_home, request):
-    tag = f"{request.node.name[-20:].strip('_')}-{int(time.time() * 1000) % 10_000_000}"
-    return private.model_copy(
-        update=dict(
-            home=model_home,
-            topic_raw=f"f-{tag}.raw",
-            topic_dlq=f"f-{tag}.dlq",
-            topic_alerts=f"f-{tag}.alerts",
-            redis_prefix=f"fail:{tag}",
-            app_id=f"badbuzz-fail-{tag}",
-            web_port=free_port(),
-        )
-    )
 
 
 def posts(n: int, *, start: int = 0, base_ms: int | None = None) -> list[tuple[bytes, bytes]]:
