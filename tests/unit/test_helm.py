@@ -3,10 +3,11 @@ template`` with the default values and a production-like file, every rendered co
 resource against the Kubernetes OpenAPI schemas (kubernetes-validate; custom resources
 such as KEDA's or the Prometheus Operator's have no schema there and only warn), and the
 agreements test_compose.py checks for docker-compose: real settings, real ``badbuzz``
-subcommands, ports and probe paths the worker serves. Helm comes from scripts/bootstrap.sh
+subcommands, ports and probe paths the worker and the console serve. Helm comes from scripts/bootstrap.sh
 (built from the Go module proxy into var/tools/bin); without it these tests skip."""
 from __future__ import annotations
 
+import inspect
 import re
 import shlex
 import shutil
@@ -19,12 +20,13 @@ from typing import get_args
 import click
 import kubernetes_validate
 import pytest
+import uvicorn.config
 import yaml
 from pydantic import SecretStr
 
 from badbuzz.cli import cli
 from config.settings import Settings
-from tests.unit.test_compose import _field_for, _known_env_names, exported_metric_names
+from tests.unit.test_compose import _field_for, _known_env_names, dockerfile_instructions, exported_metric_names
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy/helm/badbuzz"
@@ -33,6 +35,11 @@ KUBE_VERSION = "1.33.0"
 BADBUZZ_IMAGES = ("badbuzz/worker", "badbuzz/trainer")
 # Set from the pod's name in the worker StatefulSet (a static consumer-group member).
 GROUP_INSTANCE_ID = "BADBUZZ_GROUP_INSTANCE_ID"
+# Read by the console only, from secrets.consoleKeys.
+SIGNING_SECRET = "SLACK_SIGNING_SECRET"
+# uvicorn's own variable: the proxies whose X-Forwarded-For the console believes.
+FORWARDED_ALLOW_IPS = "FORWARDED_ALLOW_IPS"
+PENDING_SETTINGS = {GROUP_INSTANCE_ID, SIGNING_SECRET}
 
 
 def _helm() -> str | None:
@@ -107,6 +114,8 @@ def test_every_core_resource_matches_the_kubernetes_schema(which, request):
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {'.'.join(map(str, exc.path))}: {exc.message}")
     assert {"StatefulSet", "Deployment", "Service", "ConfigMap", "Job", "CronJob", "PodDisruptionBudget"} <= validated
+    if which == "production_docs":
+        assert "Ingress" in validated
 
 
 def test_the_hpa_variant_matches_the_schema_and_scales_on_an_exported_metric():
@@ -132,14 +141,15 @@ def test_badbuzz_containers_are_configured_only_with_real_settings(which, reques
     config = settings_from(docs)
     assert not set(config) - known, set(config) - known
     settings = Settings(_env_file=None, **{_field_for(k): v for k, v in config.items()})
-    assert settings.web_host == "0.0.0.0"
+    assert settings.web_host == settings.console_host == "0.0.0.0"
+    assert settings.console_cookie_secure is True
     containers = badbuzz_containers(docs)
-    assert len(containers) == 4  # worker, topics, first champion, retrain
+    assert len(containers) == 5  # worker, console, topics, first champion, retrain
     for owner, container in containers:
         names = {e["name"] for e in container.get("env", [])}
-        unknown = {n for n in names if n.startswith("BADBUZZ_") or n in known} - known - {GROUP_INSTANCE_ID}
+        unknown = {n for n in names if n.startswith("BADBUZZ_") or n in known} - known - PENDING_SETTINGS
         assert not unknown, f"{owner}: {unknown} are not settings"
-        unrelated = {n for n in names if not n.startswith("BADBUZZ_") and n not in known}
+        unrelated = {n for n in names if not n.startswith("BADBUZZ_") and n not in known} - PENDING_SETTINGS - {FORWARDED_ALLOW_IPS}
         assert not unrelated, f"{owner}: {unrelated} configure nothing"
         if "envFrom" not in container:
             # Jobs carry the settings inline: the same ones as the ConfigMap.
@@ -151,6 +161,20 @@ def test_the_group_instance_id_is_a_setting():
     if GROUP_INSTANCE_ID not in _known_env_names():
         pytest.skip(f"{GROUP_INSTANCE_ID} is not a setting yet (config/settings.py gains group_instance_id separately)")
     assert GROUP_INSTANCE_ID in _known_env_names()
+
+
+def test_the_slack_signing_secret_is_a_secret_setting():
+    if SIGNING_SECRET not in _known_env_names():
+        pytest.skip(f"{SIGNING_SECRET} is not a setting yet (config/settings.py gains it with the console's Slack requests)")
+    assert SIGNING_SECRET in secret_settings()
+
+
+def test_the_console_trusts_forwarded_addresses_only_from_the_configured_proxies(default_docs, production_docs):
+    assert f'os.environ.get("{FORWARDED_ALLOW_IPS}"' in inspect.getsource(uvicorn.config.Config)
+    (console,) = one(default_docs, "Deployment", "-console")["spec"]["template"]["spec"]["containers"]
+    assert FORWARDED_ALLOW_IPS not in {e["name"] for e in console.get("env", [])}
+    (console,) = one(production_docs, "Deployment", "-console")["spec"]["template"]["spec"]["containers"]
+    assert {"name": FORWARDED_ALLOW_IPS, "value": "10.0.0.0/8"} in console["env"]
 
 
 def test_the_worker_has_a_static_group_identity_from_its_pod_name(default_docs):
@@ -188,7 +212,9 @@ def secret_settings() -> set[str]:
 def test_secrets_come_only_from_the_existing_secret(which, request):
     docs = request.getfixturevalue(which)
     secret = secret_settings()
-    assert secret == {"BADBUZZ_KAFKA_SASL_PASSWORD", "BADBUZZ_REDIS_PASSWORD", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+    assert secret - {SIGNING_SECRET} == {
+        "BADBUZZ_KAFKA_SASL_PASSWORD", "BADBUZZ_REDIS_PASSWORD", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    }
     assert not secret & set(settings_from(docs))
     assert not [d for d in docs if d["kind"] == "Secret"], "the chart must not hold secrets"
     for owner, container in badbuzz_containers(docs):
@@ -198,8 +224,10 @@ def test_secrets_come_only_from_the_existing_secret(which, request):
     if which == "production_docs":
         for owner, container in badbuzz_containers(docs):
             refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
-            assert set(refs) == secret, owner
+            expected = secret | {SIGNING_SECRET} if owner.endswith("-console/console") else secret - {SIGNING_SECRET}
+            assert set(refs) == expected, owner
             assert {r["name"] for r in refs.values()} == {"badbuzz-secrets"}
+            assert all(r["optional"] is True for r in refs.values()), owner
 
 
 def test_a_secret_in_config_is_refused():
@@ -208,6 +236,11 @@ def test_a_secret_in_config_is_refused():
     assert "config.SLACK_BOT_TOKEN is a secret: put it in the Secret named by secrets.existingSecret (key slack-bot-token)" in done.stderr
     done = helm("template", "bb", str(CHART), "--kube-version", KUBE_VERSION, "--set", "config.BADBUZZ_TOPIC_PARTITIONS=8")
     assert done.returncode != 0 and "config.BADBUZZ_TOPIC_PARTITIONS is set by the chart from its own values" in done.stderr
+    done = helm("template", "bb", str(CHART), "--kube-version", KUBE_VERSION, "--set", "config.SLACK_SIGNING_SECRET=abc")
+    assert done.returncode != 0
+    assert "config.SLACK_SIGNING_SECRET is a secret: put it in the Secret named by secrets.existingSecret (key slack-signing-secret)" in done.stderr
+    done = helm("template", "bb", str(CHART), "--kube-version", KUBE_VERSION, "--set", "config.BADBUZZ_CONSOLE_PORT=9000")
+    assert done.returncode != 0 and "config.BADBUZZ_CONSOLE_PORT is set by the chart from its own values" in done.stderr
 
 
 def badbuzz_commands(container: dict) -> list[list[str]]:
@@ -239,7 +272,7 @@ def test_every_command_is_a_real_badbuzz_subcommand(production_docs):
             except click.UsageError as exc:
                 pytest.fail(f"{owner}: {' '.join(argv)}: {exc.format_message()}")
             seen.add(" ".join(path))
-    assert seen == {"worker", "topics create", "leaderboard", "train", "retrain"}
+    assert seen == {"worker", "console", "topics create", "leaderboard", "train", "retrain"}
 
 
 def test_topics_are_created_as_the_values_say(production_docs):
@@ -343,7 +376,7 @@ def test_the_worker_statefulset_rolls_one_pod_at_a_time_and_has_time_to_commit(d
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert "emptyDir" in volumes[mounts[home]] and "emptyDir" in volumes[mounts[f"{home}/model-cache"]]
-    assert one(default_docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert one(default_docs, "PodDisruptionBudget", "-worker")["spec"]["maxUnavailable"] == 1
     assert spec["template"]["metadata"]["annotations"]["checksum/config"]
 
 
@@ -398,3 +431,83 @@ def test_every_setting_is_reachable_from_the_values(default_docs, tmp_path):
     values.write_text(yaml.safe_dump({"config": {name: f"value of {name}" for name in rest}}))
     config = settings_from(render("-f", str(values)))
     assert {name: config.get(name) for name in rest} == {name: f"value of {name}" for name in rest}
+
+
+def console_paths() -> set[str]:
+    """The paths the console's FastAPI app serves."""
+    from console.app import create_app
+
+    return {route.path for route in create_app(Settings(_env_file=None)).routes}
+
+
+@pytest.mark.parametrize("which", ["default_docs", "production_docs"])
+def test_the_console_listens_on_its_container_port_and_probes_a_path_it_serves(which, request):
+    docs = request.getfixturevalue(which)
+    config = settings_from(docs)
+    settings = Settings(_env_file=None, **{_field_for(k): v for k, v in config.items()})
+    deployment = one(docs, "Deployment", "-console")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (argv,) = badbuzz_commands(container)
+    assert argv[:2] == ["badbuzz", "console"]
+    options = cli.get_command(None, "console").make_context("console", argv[2:]).params
+    host, port = options["host"] or settings.console_host, options["port"] or settings.console_port
+    assert host == "0.0.0.0"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": port}
+    assert "/healthz" in console_paths()
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[kind]["httpGet"] == {"path": "/healthz", "port": "http"}, kind
+    service = one(docs, "Service", "-console")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert [(p["name"], p["targetPort"]) for p in service["spec"]["ports"]] == [("http", "http")]
+    # The same settings as the workers, rolled when they change.
+    assert container["envFrom"] == [{"configMapRef": {"name": one(docs, "ConfigMap", "-config")["metadata"]["name"]}}]
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+
+def test_the_console_is_stateless_with_writable_scratch_on_a_read_only_root(default_docs):
+    deployment = one(default_docs, "Deployment", "-console")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    home = settings_from(default_docs)["BADBUZZ_HOME"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    for path in (home, f"{home}/model-cache", "/tmp"):
+        assert "emptyDir" in volumes[mounts[path]], path
+    assert not [d for d in default_docs if d["kind"] == "PersistentVolumeClaim" and "console" in d["metadata"]["name"]]
+    assert one(default_docs, "PodDisruptionBudget", "-console")["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    single = render("--set", "console.replicaCount=1")
+    assert one(single, "Deployment", "-console")["spec"]["replicas"] == 1
+    assert [d["metadata"]["name"] for d in single if d["kind"] == "PodDisruptionBudget"] == ["bb-badbuzz-worker"]
+    assert not [d for d in render("--set", "console.enabled=false") if d["metadata"]["name"].endswith("-console")]
+
+
+def test_the_production_console_is_served_over_tls_by_an_ingress(default_docs, production_docs):
+    assert not [d for d in default_docs if d["kind"] == "Ingress"]
+    ingress = one(production_docs, "Ingress", "-console")
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    (tls,) = spec["tls"]
+    assert tls == {"secretName": "badbuzz-console-tls", "hosts": ["badbuzz.example.com"]}
+    assert [rule["host"] for rule in spec["rules"]] == tls["hosts"]
+    service = one(production_docs, "Service", "-console")
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    for rule in spec["rules"]:
+        (path,) = rule["http"]["paths"]
+        assert (path["path"], path["pathType"]) == ("/", "Prefix")
+        backend = path["backend"]["service"]
+        assert backend["name"] == service["metadata"]["name"] and backend["port"]["name"] in port_names
+    assert Settings(_env_file=None, **{_field_for(k): v for k, v in settings_from(production_docs).items()}).console_cookie_secure is True
+    done = helm("template", "bb", str(CHART), "--kube-version", KUBE_VERSION, "--set", "console.ingress.enabled=true")
+    assert done.returncode != 0 and "console.ingress.hosts needs at least one host name when console.ingress.enabled" in done.stderr
+
+
+def test_the_console_image_holds_the_console_package(default_docs):
+    (container,) = one(default_docs, "Deployment", "-console")["spec"]["template"]["spec"]["containers"]
+    assert container["image"].rsplit(":", 1)[0] == "badbuzz/worker"
+    copied = {args.split()[0] for word, args in dockerfile_instructions(REPO / "docker/worker.Dockerfile") if word == "COPY"}
+    sent = (REPO / "docker/worker.Dockerfile.dockerignore").read_text().splitlines()
+    if "console" not in copied or "!console/" not in sent:
+        pytest.skip("docker/worker.Dockerfile does not copy console/ yet: the console Deployment's `badbuzz console` fails to import it")
+    assert (REPO / "console/templates").is_dir()

@@ -125,6 +125,11 @@ BADBUZZ_WEB_HOST: "0.0.0.0"
 BADBUZZ_WEB_PORT: {{ .Values.worker.containerPorts.http | quote }}
 BADBUZZ_HOME: {{ .Values.worker.home.mountPath | quote }}
 MLFLOW_TRACKING_URI: {{ include "badbuzz.trackingUri" . | quote }}
+{{- if .Values.console.enabled }}
+BADBUZZ_CONSOLE_HOST: "0.0.0.0"
+BADBUZZ_CONSOLE_PORT: {{ .Values.console.containerPorts.http | quote }}
+BADBUZZ_CONSOLE_COOKIE_SECURE: {{ .Values.console.cookieSecure | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* Every setting: the derived ones and .Values.config, which may not redefine them. */}}
@@ -133,10 +138,11 @@ MLFLOW_TRACKING_URI: {{ include "badbuzz.trackingUri" . | quote }}
 {{- $settings := dict -}}
 {{- range $name, $value := .Values.config -}}
 {{- if hasKey $derived $name -}}
-{{- fail (printf "config.%s is set by the chart from its own values (kafka.*, redis.*, topics.*, appId, worker.*, mlflow.*): set it there" $name) -}}
+{{- fail (printf "config.%s is set by the chart from its own values (kafka.*, redis.*, topics.*, appId, worker.*, mlflow.*, console.*): set it there" $name) -}}
 {{- end -}}
-{{- if has $name (keys $.Values.secrets.keys) -}}
-{{- fail (printf "config.%s is a secret: put it in the Secret named by secrets.existingSecret (key %s)" $name (get $.Values.secrets.keys $name)) -}}
+{{- $secretKeys := merge (dict) $.Values.secrets.keys $.Values.secrets.consoleKeys -}}
+{{- if hasKey $secretKeys $name -}}
+{{- fail (printf "config.%s is a secret: put it in the Secret named by secrets.existingSecret (key %s)" $name (get $secretKeys $name)) -}}
 {{- end -}}
 {{- $_ := set $settings $name (toString $value) -}}
 {{- end -}}
@@ -154,12 +160,20 @@ MLFLOW_TRACKING_URI: {{ include "badbuzz.trackingUri" . | quote }}
 
 {{/* Secret variables, each from its key of secrets.existingSecret. */}}
 {{- define "badbuzz.secretEnv" -}}
-{{- if .Values.secrets.existingSecret }}
-{{- range $name, $key := .Values.secrets.keys }}
+{{- include "badbuzz.secretKeyEnv" (dict "secret" .Values.secrets.existingSecret "keys" .Values.secrets.keys) }}
+{{- end -}}
+
+{{- define "badbuzz.consoleSecretEnv" -}}
+{{- include "badbuzz.secretKeyEnv" (dict "secret" .Values.secrets.existingSecret "keys" .Values.secrets.consoleKeys) }}
+{{- end -}}
+
+{{- define "badbuzz.secretKeyEnv" -}}
+{{- if .secret }}
+{{- range $name, $key := .keys }}
 - name: {{ $name }}
   valueFrom:
     secretKeyRef:
-      name: {{ $.Values.secrets.existingSecret }}
+      name: {{ $.secret }}
       key: {{ $key }}
       optional: true
 {{- end }}
