@@ -1,4 +1,4 @@
-# The streaming worker (and the replay producer): serving dependencies only. No
+# The streaming worker, the replay producer and the console: serving dependencies only. No
 # TensorFlow, no torch: every model family is served through onnxruntime/tokenizers.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -8,6 +8,7 @@ COPY config config
 COPY counting counting
 COPY badbuzz badbuzz
 COPY stream stream
+COPY console console
 COPY models models
 COPY alerting alerting
 COPY training training
