@@ -17,8 +17,8 @@ from alerting.feedback import FeedbackProcessor, FeedbackStore, ModelQualityMoni
 from alerting.incidents import IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import RuleConfig
-from alerting.sinks import AlertSink, ConsoleSink, KafkaSink
-from config.connections import redis_client
+from alerting.sinks import AlertSink, ConsoleSink, KafkaSink, on_topic
+from config.connections import kafka_options, redis_client
 from config.settings import Settings
 from counting.counters import Counters
 from counting.terms import ScopeMatcher
@@ -40,7 +40,12 @@ def build_sinks(settings: Settings, publish_alert: Publish, redis: aioredis.Redi
     from alerting.slack import SlackBotSink, SlackWebhookSink
 
     s = settings
-    sinks: list[AlertSink] = [ConsoleSink(), KafkaSink(publish_alert)]
+    options = kafka_options(s)
+
+    async def published(alert: Alert) -> bool:
+        return await on_topic(options, s.topic_alerts, alert)
+
+    sinks: list[AlertSink] = [ConsoleSink(), KafkaSink(publish_alert, published)]
     if s.slack_bot_token is not None:
         sinks.append(
             SlackBotSink(

@@ -553,3 +553,41 @@ async def test_a_failing_announcement_observer_does_not_undo_or_fail_the_change(
     assert await store.get("all") == new
     assert await outbox.pending("console") == 1
     assert f"observer of announced alert {announced.alert_id} failed" in caplog.text
+
+
+async def test_the_kafka_sink_never_writes_an_alert_the_topic_already_holds(isolated):
+    """A write whose acknowledgement was lost is on the topic: the outbox's retry must not
+    add it a second time; an alert that is not there yet is written."""
+    from aiokafka import AIOKafkaProducer
+
+    from alerting.sinks import KafkaSink, on_topic
+    from config.connections import kafka_options
+
+    topic = isolated.topic_alerts
+    await ensure_topics(isolated, [topic])
+    producer = AIOKafkaProducer(**kafka_options(isolated), acks="all")
+    await producer.start()
+    try:
+        async def publish(key: bytes, value: bytes) -> None:
+            await producer.send_and_wait(topic, key=key, value=value)
+
+        first, second = alert(), alert(action="escalated", seq=2, severity="critical")
+        await publish(first.incident_id.encode(), first.to_json())  # the "lost acknowledgement" write
+        sink = KafkaSink(publish, lambda a: on_topic(kafka_options(isolated), topic, a))
+        await sink.send(first)
+        await sink.send(second)
+        await sink.send(second)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topic, **kafka_options(isolated), auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        records = []
+        while True:
+            batch = await consumer.getmany(timeout_ms=2000)
+            if not batch:
+                break
+            records += [r for part in batch.values() for r in part]
+    finally:
+        await consumer.stop()
+    assert sorted(orjson.loads(r.value)["alert_id"] for r in records) == sorted([first.alert_id, second.alert_id])
