@@ -18,6 +18,7 @@ import numpy as np
 from config.settings import Settings
 from models.bundle import ModelError
 from models.preprocess import preprocess, tokens
+from models.registry import ALIASES, CHAMPION, ModelRegistry
 from models.scorer import Scorer, load_scorer
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 TOP_TERMS = 5
 # Occlusion scores the post once per word: longer posts are explained by their first words.
 MAX_OCCLUDED_WORDS = 64
-ALIASES = ("champion", "challenger")
 
 
 @dataclass(frozen=True)
@@ -195,17 +195,13 @@ class Models:
         self._current = current
 
     def _alias_versions(self) -> dict[str, str] | None:
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
         s = self.settings
         try:
-            client = mlflow.MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.tracking_uri)
-            aliases = client.get_registered_model(s.model_name).aliases
-        except MlflowException as exc:
-            self._error = f"cannot read {s.model_name} from MLflow at {s.tracking_uri}: {exc.message}"
+            aliases = ModelRegistry.of(s).aliases()
+        except ValueError as exc:
+            self._error = str(exc)
             log.warning("%s", self._error)
             return None
-        if "champion" not in aliases:
+        if CHAMPION not in aliases:
             self._error = f"{s.model_name} has no champion alias"
-        return {alias: str(aliases[alias]) for alias in ALIASES if alias in aliases}
+        return {alias: aliases[alias] for alias in ALIASES if alias in aliases}

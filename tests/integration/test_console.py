@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer
 
 from alerting.alert import Alert
 from alerting.incidents import IncidentStore, next_incident
-from alerting.outbox import Outbox
+from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import Action, Assessment, Baseline, Decision, Severity, Signal
 from badbuzz.processes import PROJECT_ROOT, free_port, settings_env, stop_worker
 from config.connections import redis_client
@@ -65,9 +65,8 @@ async def _seed(settings: Settings) -> dict:
     redis = redis_client(settings)
     try:
         await ensure_topics(settings, [settings.topic_feedback])
-        store = IncidentStore(
-            redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s, outbox=Outbox(redis, prefix=settings.redis_prefix, sinks=["console"])
-        )
+        outbox = Outbox(redis, prefix=settings.redis_prefix, sinks=["console"], cfg=OutboxConfig.from_settings(settings))
+        store = IncidentStore(redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s, outbox=outbox)
         baseline = Baseline(0.2, 10.0, "trailing", 600)
 
         def decision(action, severity):

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from alerting.feedback import MAX_POST_ID_CHARS, FeedbackProcessor, FeedbackStore, ModelQualityMonitor, make_feedback
 from alerting.incidents import IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
-from alerting.rules import RuleConfig
 from counting.counters import Counters, ScoredPost
 from models.scorer import ModelInfo
+from tests.configs import DEFAULTS, rule_config
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,9 @@ async def _check(redis_url: str, cases) -> None:
         assert await counters.count(posts, model_version="3") == len(cases)
         assert await counters.count(posts, model_version="3") == 0
         store = FeedbackStore(redis, prefix=prefix, ttl_s=600)
-        incidents = IncidentStore(redis, prefix=prefix, ttl_s=600, outbox=Outbox(redis, prefix=prefix, sinks=["kafka"], cfg=OutboxConfig()))
-        monitor = ModelQualityMonitor(store, incidents, RuleConfig(model_wrong_threshold=100), lambda: MODEL)
+        outbox = Outbox(redis, prefix=prefix, sinks=["kafka"], cfg=OutboxConfig.from_settings(DEFAULTS))
+        incidents = IncidentStore(redis, prefix=prefix, ttl_s=600, outbox=outbox)
+        monitor = ModelQualityMonitor(store, incidents, rule_config(model_wrong_threshold=100), lambda: MODEL)
         processor = FeedbackProcessor(counters, store, monitor, lambda: MODEL, clock=lambda: now)
         for post_id, _, truth in cases:
             feedback = make_feedback(post_id, "negative" if truth else "positive", now_ms=int(now * 1000))

@@ -10,8 +10,9 @@ import redis.asyncio as aioredis
 
 from alerting.alert import Alert
 from alerting.incidents import IncidentHistory, IncidentStore, next_incident
-from alerting.outbox import Outbox
+from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import Action, Assessment, Baseline, Decision, Severity, Signal
+from tests.configs import DEFAULTS
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ async def redis(live_services):
 
 async def test_every_accepted_announcement_is_kept_and_a_refused_one_is_not(redis):
     client, prefix = redis
-    store = IncidentStore(client, prefix=prefix, ttl_s=TTL_S, outbox=Outbox(client, prefix=prefix, sinks=["console"]))
+    store = IncidentStore(client, prefix=prefix, ttl_s=TTL_S, outbox=Outbox(client, prefix=prefix, sinks=["console"], cfg=OutboxConfig.from_settings(DEFAULTS)))
     history = IncidentHistory(client, prefix=prefix)
     minute = 29_000_000
 
@@ -70,7 +71,7 @@ async def test_every_accepted_announcement_is_kept_and_a_refused_one_is_not(redi
 
 async def test_incidents_quiet_for_longer_than_the_retention_leave_the_index(redis):
     client, prefix = redis
-    store = IncidentStore(client, prefix=prefix, ttl_s=3600, outbox=Outbox(client, prefix=prefix, sinks=["console"]))
+    store = IncidentStore(client, prefix=prefix, ttl_s=3600, outbox=Outbox(client, prefix=prefix, sinks=["console"], cfg=OutboxConfig.from_settings(DEFAULTS)))
     history = IncidentHistory(client, prefix=prefix)
     minute = 29_000_000
     old = next_incident(None, Signal.VOLUME, "all", decision(Action.OPEN), minute)
