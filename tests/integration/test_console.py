@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer
 
 from alerting.alert import Alert
 from alerting.incidents import IncidentStore, next_incident
-from alerting.outbox import Outbox
+from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import Action, Assessment, Baseline, Decision, Severity, Signal
 from badbuzz.processes import PROJECT_ROOT, free_port, settings_env, stop_worker
 from config.connections import redis_client
@@ -30,7 +30,7 @@ from tests.conftest import worker_env_base
 pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
-PASSWORDS = {"ada": "admin password 1", "rita": "responder password 1", "vic": "viewer password 1"}
+PASSWORDS = {"ada": "admin password 1", "rita": "responder password 1", "vic": "viewer password 1", "vera": "viewer password 2"}
 MINUTE = 29_000_000
 
 
@@ -65,9 +65,8 @@ async def _seed(settings: Settings) -> dict:
     redis = redis_client(settings)
     try:
         await ensure_topics(settings, [settings.topic_feedback])
-        store = IncidentStore(
-            redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s, outbox=Outbox(redis, prefix=settings.redis_prefix, sinks=["console"])
-        )
+        outbox = Outbox(redis, prefix=settings.redis_prefix, sinks=["console"], cfg=OutboxConfig.from_settings(settings))
+        store = IncidentStore(redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s, outbox=outbox)
         baseline = Baseline(0.2, 10.0, "trailing", 600)
 
         def decision(action, severity):
@@ -427,7 +426,9 @@ def test_a_responder_acknowledges_notes_and_resolves_from_the_incident_page(cons
 def test_a_viewer_sees_no_action_buttons_and_a_forged_form_changes_nothing(console, browser, settings):
     base, ids, _, _ = console
     before = len(_announced(settings, ids["volume"]))
-    page = _sign_in(browser, base, "vic", f"/incidents/{ids['volume']}")
+    # vic is locked out from this address by the sign-in rate-limit test.
+    _cli(settings, "users", "add", "vera", "--role", "viewer", "--password-stdin", stdin=PASSWORDS["vera"] + "\n")
+    page = _sign_in(browser, base, "vera", f"/incidents/{ids['volume']}")
     assert page.locator("#actions").count() == 0
     csrf = page.locator("nav input[name=csrf]").get_attribute("value")
     refused = page.request.post(f"{base}/incidents/{ids['volume']}/actions", form={"csrf": csrf, "action": "acknowledge"})
