@@ -26,6 +26,12 @@ def now_iso() -> str:
     return iso(int(datetime.now(tz=UTC).timestamp() * 1000))
 
 
+_VERBS = {
+    "opened": "", "escalated": " escalated", "reopened": " reopened", "resolved": " resolved", "acknowledged": " acknowledged",
+    "snoozed": " snoozed", "false_alarm": " marked a false alarm", "note": ": note", "renotified": " still unacknowledged",
+}
+# Actions that say what people (or the re-notification timer) did, not what the rule saw.
+RESPONSES = ("acknowledged", "snoozed", "false_alarm", "note", "renotified")
 NO_DRIVERS = "no term stands out against the posts before the window"
 
 
@@ -35,7 +41,9 @@ class Alert:
     incident_id: str
     seq: int  # 1 for the opening, +1 per later announcement of the same incident
     signal: str  # negative_rate | volume | model_quality
-    action: str  # opened | escalated | reopened | resolved
+    # opened | escalated | reopened | resolved, or what people and the re-notification
+    # timer did: acknowledged | snoozed | false_alarm | note | renotified
+    action: str
     severity: str  # watch | warning | critical
     scope: str  # all | term:<t> | model
     window_start: str
@@ -67,6 +75,13 @@ class Alert:
     drift_oov_rate: float | None = None
     drift_oov_threshold: float = 0.0
     new_terms: list[str] = field(default_factory=list)
+    # Announcements of what a responder did: who (a console account), their reason or
+    # note, and until when a snooze holds re-notification back.
+    actor: str = ""
+    note: str = ""
+    snoozed_until: str = ""
+    # The silence that kept this announcement from every sink ("" when none did).
+    muted_by: str = ""
     created_at: str = field(default_factory=now_iso)
 
     @property
@@ -98,8 +113,26 @@ class Alert:
     @property
     def headline(self) -> str:
         what = {"negative_rate": "Bad buzz", "volume": "Volume spike", "model_quality": "Model quality"}[self.signal]
-        verb = {"opened": "", "escalated": " escalated", "reopened": " reopened", "resolved": " resolved"}[self.action]
-        return f"{what}{verb} [{self.severity.upper()}] on {self.scope_label}"
+        verb = _VERBS[self.action]
+        by = f" by {self.actor}" if self.actor else ""
+        return f"{what}{verb}{by} [{self.severity.upper()}] on {self.scope_label}"
+
+    @property
+    def is_response(self) -> bool:
+        """An announcement of what someone did about the incident, not of what the rule saw."""
+        return self.action in RESPONSES or bool(self.actor)
+
+    @property
+    def response_line(self) -> str:
+        """What was done, for the sinks that show a response instead of the numbers."""
+        if self.action == "snoozed":
+            line = f"{self.actor} snoozed re-notification until {self.snoozed_until}"
+        elif self.action == "renotified":
+            line = f"still open and not acknowledged: {self.numbers}"
+        else:
+            line = {"acknowledged": f"{self.actor} is on it", "resolved": f"{self.actor} resolved it by hand",
+                    "false_alarm": f"{self.actor} marked it a false alarm", "note": f"note from {self.actor}"}[self.action]
+        return f"{line}: {self.note}" if self.note else line
 
     @property
     def numbers(self) -> str:
@@ -127,6 +160,8 @@ class Alert:
         )
 
     def summary(self) -> str:
+        if self.is_response:
+            return f"{self.headline}\n  {self.response_line}\n  incident {self.incident_id}  alert {self.alert_id}" + (f"  {self.link}" if self.link else "")
         lines = [self.headline, f"  {self.numbers}"]
         if self.signal != "model_quality":
             lines.append(f"  window {self.window_start} .. {self.window_end}  p={self.p_value:.2g}")

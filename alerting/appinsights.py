@@ -104,11 +104,14 @@ def envelopes(alert: Alert, instrumentation_key: str) -> list[Envelope]:
         env.data = Data(baseData=data, baseType=base_type)
         return env
 
-    level = _INFORMATION if alert.action == "resolved" else _ERROR if alert.severity == "critical" else _WARNING
+    level = _INFORMATION if alert.action == "resolved" or (alert.is_response and alert.action != "renotified") else (
+        _ERROR if alert.severity == "critical" else _WARNING
+    )
+    told = alert.response_line if alert.is_response else alert.numbers
     out = [
         envelope("Microsoft.ApplicationInsights.Event", "EventData", Event(name=EVENT_NAME, properties=dims, measurements=measurements(alert))),
         envelope(
-            "Microsoft.ApplicationInsights.Message", "MessageData", Message(message=f"{alert.headline}: {alert.numbers}", severityLevel=level, properties=dims)
+            "Microsoft.ApplicationInsights.Message", "MessageData", Message(message=f"{alert.headline}: {told}", severityLevel=level, properties=dims)
         ),
     ]
     metric_dims = {"signal": alert.signal, "scope": alert.scope, "incident_id": alert.incident_id, "action": alert.action}

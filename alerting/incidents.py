@@ -16,7 +16,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from alerting.alert import Alert, iso
 from alerting.outbox import Outbox
 from alerting.rules import Action, Baseline, Decision, Episode, Severity, Signal, advance
+from alerting.silences import Silences
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,21 @@ end
 return 1
 """
 
+# Announcements that page people: re-notification counts from the latest of them.
+NOTIFYING = ("opened", "escalated", "reopened", "renotified")
+
 _SIGNAL_SLUG = {Signal.NEGATIVE_RATE: "rate", Signal.VOLUME: "volume", Signal.MODEL_QUALITY: "model"}
+
+
+@dataclass(frozen=True)
+class Response:
+    """What people did about an incident (``alerting.actions``), kept with it."""
+
+    acknowledged_by: str = ""
+    acknowledged_ms: int = 0
+    snoozed_until_ms: int = 0
+    false_alarm: str = ""  # the reason, once someone marked it a false alarm
+    notified_ms: int = 0  # when it last paged (opened, escalated, reopened, re-notified)
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class Incident:
     scope: str
     seq: int
     episode: Episode
+    response: Response = field(default_factory=Response)
 
     def alert_id(self) -> str:
         return f"{self.id}.{self.seq}"
@@ -113,22 +129,27 @@ def next_incident(current: Incident | None, signal: Signal, scope: str, decision
     if decision.action is Action.OPEN:
         return Incident(new_incident_id(signal, scope, minute), signal, scope, 1, advance(None, decision, minute))
     assert current is not None
-    return Incident(current.id, signal, scope, current.seq + 1, advance(current.episode, decision, minute))
+    # A reopened episode pages afresh: the earlier acknowledgement and snooze were for the rise that resolved.
+    response = Response(false_alarm=current.response.false_alarm) if decision.action is Action.REOPEN else current.response
+    return Incident(current.id, signal, scope, current.seq + 1, advance(current.episode, decision, minute), response)
 
 
 class IncidentStore:
     def __init__(
         self, redis: aioredis.Redis, *, prefix: str, ttl_s: int, outbox: Outbox | None = None,
-        on_announced: Callable[[Alert], None] | None = None,
+        on_announced: Callable[[Alert], None] | None = None, silences: Silences | None = None,
     ):
         """Without an outbox the store only reads (dashboards, metrics). Every change is
         announced here, whichever path decided it (after a batch, on the timer, from
-        feedback or drift), so ``on_announced`` sees each alert this process queued once."""
+        feedback or drift, by a responder), so ``on_announced`` sees each alert this
+        process queued once. An announcement an active silence matches is recorded in the
+        history (with ``muted_by``) but queued for no sink."""
         self.redis = redis
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.outbox = outbox
         self.on_announced = on_announced
+        self.silences = silences
         self._transition = redis.register_script(_TRANSITION)
 
     def _key(self, signal: Signal, scope: str) -> str:
@@ -151,12 +172,20 @@ class IncidentStore:
         # A fresh episode after a cooled-down one replaces that incident: the CAS then
         # expects the old one, exactly as for any other change.
         expected_id, expected_seq = ("", 0) if current is None else (current.id, current.seq)
+        if alert.action in NOTIFYING:
+            new = replace(new, response=replace(new.response, notified_ms=now_ms))
+        # A silence created between this read and the script does not mute this one
+        # announcement: silences are set ahead of the noise they are for.
+        silence = None if self.silences is None else await self.silences.matching(alert, now_ms=now_ms)
+        sinks = self.outbox.sinks
+        if silence is not None:
+            alert, sinks = replace(alert, muted_by=silence.id), []
         keys = self.outbox.keys
         history = HistoryKeys(self.prefix)
         ok = await self._transition(
             keys=[
                 self._key(new.signal, new.scope), keys.alert(alert.alert_id), history.index, history.alerts(new.id),
-                *(keys.queue(s) for s in self.outbox.sinks),
+                *(keys.queue(s) for s in sinks),
             ],
             args=[expected_id, expected_seq, _dump(new), self.ttl_s, alert.to_json(), self.outbox.cfg.retention_s, now_ms, alert.alert_id, new.id],
         )
@@ -215,6 +244,7 @@ def _dump(incident: Incident) -> str:
             "baseline": {"rate": e.baseline.rate, "per_minute": e.baseline.per_minute, "source": e.baseline.source, "posts": e.baseline.posts},
             "opened_minute": e.opened_minute,
             "resolved_minute": e.resolved_minute,
+            "response": asdict(incident.response),
         }
     )
 
@@ -228,4 +258,4 @@ def _load(raw: bytes) -> Incident:
         d["opened_minute"],
         d["resolved_minute"],
     )
-    return Incident(d["id"], Signal(d["signal"]), d["scope"], d["seq"], episode)
+    return Incident(d["id"], Signal(d["signal"]), d["scope"], d["seq"], episode, Response(**d.get("response", {})))

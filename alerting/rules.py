@@ -436,6 +436,21 @@ def advance(episode: Episode | None, decision: Decision, minute: int) -> Episode
     return replace(episode, severity=decision.severity)
 
 
+def resolve_by_hand(episode: Episode, minute: int, level: Baseline) -> Episode:
+    """The episode after a responder resolved it at ``minute``, ``level`` being what the
+    scope looks like now. The frozen baseline is raised to that level, so that during the
+    cool-down ``transition`` reopens the episode only on a new significant rise above it,
+    not on the rise the responder has just dealt with; after the cool-down a new episode
+    is judged against the usual baseline, as after any resolution."""
+    base = episode.baseline
+
+    def raised(frozen: float | None, now: float | None) -> float | None:
+        return frozen if frozen is None or now is None else max(frozen, now)
+
+    baseline = Baseline(raised(base.rate, level.rate), raised(base.per_minute, level.per_minute), "manual", base.posts)
+    return replace(episode, baseline=baseline, resolved_minute=minute)
+
+
 # --- model quality ----------------------------------------------------------------------
 
 

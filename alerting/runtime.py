@@ -10,13 +10,15 @@ from functools import cached_property
 
 import redis.asyncio as aioredis
 
+from alerting.actions import Renotifier
 from alerting.alert import Alert
 from alerting.delivery import Delivery
-from alerting.escalation import AlertContent, Escalator
-from alerting.feedback import FeedbackProcessor, FeedbackStore, ModelQualityMonitor, feedback_log
-from alerting.incidents import IncidentStore
+from alerting.escalation import WINDOW_SIGNALS, AlertContent, Escalator
+from alerting.feedback import MODEL_SCOPE, FeedbackProcessor, FeedbackStore, ModelQualityMonitor, feedback_log
+from alerting.incidents import IncidentHistory, IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
-from alerting.rules import RuleConfig
+from alerting.rules import RuleConfig, Signal
+from alerting.silences import Silences
 from alerting.sinks import AlertSink, ConsoleSink, KafkaSink, on_topic
 from config.connections import kafka_options, redis_client
 from config.settings import Settings
@@ -26,6 +28,9 @@ from models.scorer import ModelInfo
 
 log = logging.getLogger(__name__)
 
+# Drift incidents are raised a layer above (stream.drift_monitor) on the scope "drift".
+MODEL_QUALITY_SCOPES = (MODEL_SCOPE, "drift")
+
 Publish = Callable[[bytes, bytes], Awaitable[None]]
 
 
@@ -34,10 +39,24 @@ def hour_ttl_s(settings: Settings) -> int:
     return (settings.alert_seasonal_weeks * 7 + 1) * 24 * 3600
 
 
+def sink_names(settings: Settings) -> list[str]:
+    """The names of the sinks ``build_sinks`` makes, without making them: what a process
+    that only queues announcements (the console) needs to reach every worker's sinks."""
+    s = settings
+    names = ["console", "kafka"]
+    if s.slack_bot_token is not None or s.slack_webhook_url is not None:
+        names.append("slack")
+    if s.renotify_slack_webhook_url is not None:
+        names.append("slack-renotify")
+    if s.appinsights_connection_string is not None:
+        names.append("appinsights")
+    return names
+
+
 def build_sinks(settings: Settings, publish_alert: Publish, redis: aioredis.Redis) -> list[AlertSink]:
     """Console and Kafka always; Slack and Application Insights when configured."""
     from alerting.appinsights import AppInsightsSink
-    from alerting.slack import SlackBotSink, SlackWebhookSink
+    from alerting.slack import RenotifyWebhookSink, SlackBotSink, SlackWebhookSink
 
     s = settings
     options = kafka_options(s)
@@ -55,6 +74,8 @@ def build_sinks(settings: Settings, publish_alert: Publish, redis: aioredis.Redi
         )
     elif s.slack_webhook_url is not None:
         sinks.append(SlackWebhookSink(s.slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
+    if s.renotify_slack_webhook_url is not None:
+        sinks.append(RenotifyWebhookSink(s.renotify_slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
     if s.appinsights_connection_string is not None:
         sinks.append(AppInsightsSink(s.appinsights_connection_string.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
     return sinks
@@ -95,7 +116,15 @@ class AlertingRuntime:
     def incidents(self) -> IncidentStore:
         return IncidentStore(
             self.redis, prefix=self.settings.redis_prefix, ttl_s=self.settings.counter_ttl_s, outbox=self.outbox, on_announced=self.on_announced,
+            silences=Silences(self.redis, prefix=self.settings.redis_prefix),
         )
+
+    @cached_property
+    def renotifier(self) -> Renotifier:
+        keys = [(signal, scope) for scope in self.escalator.scopes for signal in WINDOW_SIGNALS]
+        keys += [(Signal.MODEL_QUALITY, scope) for scope in MODEL_QUALITY_SCOPES]
+        history = IncidentHistory(self.redis, prefix=self.settings.redis_prefix)
+        return Renotifier(self.incidents, history, keys, every_min=self.settings.renotify_min)
 
     @cached_property
     def escalator(self) -> Escalator:
@@ -127,6 +156,8 @@ class AlertingRuntime:
         feedback_log.addHandler(feedback_handler(s.appinsights_connection_string.get_secret_value(), storage_dir=s.home / "appinsights"))
 
     async def tick(self) -> None:
-        """The timer: evaluate windows at the event clock, and the model-quality window."""
+        """The timer: evaluate windows at the event clock, the model-quality window, and
+        re-notify the critical incidents nobody took."""
         await self.escalator.tick()
         await self.model_quality.check(int(time.time() * 1000))
+        await self.renotifier.check()

@@ -3,7 +3,8 @@
 Both send Block Kit inside a coloured attachment (the colour is the severity; green once
 resolved). The bot can thread: the opening message's channel and ``ts`` are kept in Redis
 per incident, and every later announcement of the incident (escalated, reopened,
-resolved) replies in that thread — escalations are also broadcast to the channel. An
+resolved, and what responders did) replies in that thread — escalations and
+re-notifications are also broadcast to the channel. An
 incoming webhook cannot thread, so there each announcement is a message of its own that
 names the incident."""
 from __future__ import annotations
@@ -19,6 +20,11 @@ from alerting.alert import NO_DRIVERS, Alert
 
 COLOURS = {"watch": "#ECB22E", "warning": "#E8912D", "critical": "#E01E5A", "resolved": "#2EB67D"}
 _ICONS = {"watch": ":eyes:", "warning": ":warning:", "critical": ":rotating_light:", "resolved": ":white_check_mark:"}
+_RESPONSE_ICONS = {
+    "acknowledged": ":raising_hand:", "snoozed": ":zzz:", "resolved": ":white_check_mark:", "false_alarm": ":no_entry_sign:",
+    "note": ":memo:", "renotified": ":rotating_light:",
+}
+_ENDED = ("resolved", "false_alarm")
 
 
 class SlackDeliveryError(RuntimeError):
@@ -55,10 +61,23 @@ def _link(url: str, label: str) -> str:
 
 
 def colour(alert: Alert) -> str:
-    return COLOURS["resolved" if alert.action == "resolved" else alert.severity]
+    return COLOURS["resolved" if alert.action in _ENDED else alert.severity]
+
+
+def _context(alert: Alert) -> dict:
+    context = f"incident {_code(alert.incident_id)} · alert {_code(alert.alert_id)}"
+    if alert.link:
+        context += f" · {_link(alert.link, 'look it up')}"
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}
 
 
 def blocks(alert: Alert) -> list[dict]:
+    if alert.is_response:
+        return [
+            {"type": "header", "text": {"type": "plain_text", "text": f"{_RESPONSE_ICONS[alert.action]} {alert.headline}"[:150], "emoji": True}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _escape(alert.response_line)}},
+            _context(alert),
+        ]
     icon = _ICONS["resolved" if alert.action == "resolved" else alert.severity]
     out: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"{icon} {alert.headline}"[:150], "emoji": True}},
@@ -82,10 +101,7 @@ def blocks(alert: Alert) -> list[dict]:
         drivers = ", ".join(f"{_code(str(d['term']))} ({d['count']} vs {d['baseline_count']})" for d in alert.drivers) or NO_DRIVERS
         examples = ", ".join(_code(str(i)) for i in alert.example_post_ids) or "-"
         out.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Drivers:* {drivers}\n*Example posts:* {examples}"}})
-    context = f"incident {_code(alert.incident_id)} · alert {_code(alert.alert_id)}"
-    if alert.link:
-        context += f" · {_link(alert.link, 'look it up')}"
-    out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+    out.append(_context(alert))
     return out
 
 
@@ -103,6 +119,17 @@ class SlackWebhookSink:
         response = await self.client.send(text=_escape(alert.headline), attachments=attachments(alert))
         if response.status_code != 200:
             raise SlackDeliveryError(f"Slack webhook answered {response.status_code}: {str(response.body)[:200]}")
+
+
+class RenotifyWebhookSink(SlackWebhookSink):
+    """The second route for critical incidents nobody acknowledged: it takes only the
+    re-notifications (every other announcement is done with at once)."""
+
+    name = "slack-renotify"
+
+    async def send(self, alert: Alert) -> None:
+        if alert.action == "renotified":
+            await super().send(alert)
 
 
 class SlackBotSink:
@@ -140,7 +167,7 @@ class SlackBotSink:
         channel = self.channel
         if thread is not None:
             channel, thread_ts = thread.decode().split("|", 1)
-            kwargs = {"thread_ts": thread_ts, "reply_broadcast": alert.action == "escalated"}
+            kwargs = {"thread_ts": thread_ts, "reply_broadcast": alert.action in ("escalated", "renotified")}
         response = await self.client.chat_postMessage(channel=channel, text=_escape(alert.headline), attachments=attachments(alert), **kwargs)
         if not response.get("ok"):
             raise SlackDeliveryError(f"chat.postMessage failed: {response.get('error')}")

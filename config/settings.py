@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     # A link in every alert, e.g. to a dashboard: may use {incident_id} and {alert_id}.
     alert_link_template: str = ""
 
+    # Re-notification of open critical incidents nobody acknowledged (or snoozed): minutes
+    # since they last paged (0: never), optionally also to a second Slack webhook.
+    renotify_min: float = Field(default=30.0, ge=0)
+    renotify_slack_webhook_url: SecretStr | None = None
+
     # Alert outbox (Redis) and delivery
     outbox_retention_s: int = 7 * 24 * 3600
     outbox_backoff_s: float = Field(default=1.0, gt=0)

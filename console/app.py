@@ -25,16 +25,19 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from alerting.actions import ActionError, ActionRequest, IncidentActions
 from alerting.alert import iso
 from alerting.feedback import InvalidFeedback, make_feedback, send_feedback
 from alerting.incidents import IncidentHistory, IncidentStore
+from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import RuleConfig
-from alerting.runtime import hour_ttl_s
+from alerting.runtime import hour_ttl_s, sink_names
+from alerting.silences import InvalidSilence, Silences
 from config.connections import redis_client
 from config.settings import Settings
 from console.accounts import AccountError, Accounts, Principal
 from console.scoring import Models, describe, explain
-from console.views import BadQuery, IncidentFilter, Reader
+from console.views import BadQuery, IncidentFilter, Reader, parse_since
 from counting.counters import Counters
 from counting.terms import ScopeMatcher
 from models.bundle import ModelError
@@ -71,6 +74,24 @@ class ScoreRequest(BaseModel):
     texts: list[str]
 
 
+class ActionBody(BaseModel):
+    action: Literal["acknowledge", "snooze", "resolve", "false_alarm", "note"]
+    minutes: float | None = None
+    reason: str = ""
+    text: str = ""
+
+
+class SilenceBody(BaseModel):
+    scope: str | None = None
+    signal: str | None = None
+    severity: str | None = None
+    # Start now unless ``starts`` (epoch ms or ISO 8601) says later; end after ``minutes`` or at ``ends``.
+    starts: str | None = None
+    ends: str | None = None
+    minutes: float | None = None
+    reason: str
+
+
 class FeedbackRequest(BaseModel):
     post_id: str
     label: Literal["negative", "not_negative", "positive"]
@@ -86,10 +107,14 @@ class Console:
         self.redis = redis_client(s)
         self.accounts = accounts_for(s, self.redis)
         counters = Counters(self.redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s, hour_ttl_s=hour_ttl_s(s))
-        self.reader = Reader(
-            counters, IncidentStore(self.redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s),
-            IncidentHistory(self.redis, prefix=s.redis_prefix), RuleConfig.from_settings(s), ScopeMatcher(s.watch_terms).scopes,
-        )
+        self.silences = Silences(self.redis, prefix=s.redis_prefix)
+        # Responders' actions are announced to the workers' sinks through the shared outbox.
+        outbox = Outbox(self.redis, prefix=s.redis_prefix, sinks=sink_names(s), cfg=OutboxConfig.from_settings(s))
+        incidents = IncidentStore(self.redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s, outbox=outbox, silences=self.silences)
+        history = IncidentHistory(self.redis, prefix=s.redis_prefix)
+        cfg = RuleConfig.from_settings(s)
+        self.reader = Reader(counters, incidents, history, cfg, ScopeMatcher(s.watch_terms).scopes, silences=self.silences)
+        self.actions = IncidentActions(incidents, history, counters, cfg)
         self.models = Models(s)
         self.pages = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.pages.filters["pct"] = lambda v: "-" if v is None else f"{v:.1%}"
@@ -246,6 +271,39 @@ def create_app(settings: Settings) -> FastAPI:
         await console(request).accounts.audit(who.who, "feedback", f"post {record.post_id}: {record.label}")
         return {"post_id": record.post_id, "label": record.label, "comment": record.comment, "topic": settings.topic_feedback}
 
+    async def act(request: Request, who: Principal, incident_id: str, body: ActionRequest) -> dict:
+        try:
+            alert = await console(request).actions.apply(incident_id, body, actor=who.who)
+        except ActionError as exc:
+            raise ApiError(exc.status, exc.message) from None
+        await console(request).accounts.audit(who.who, f"incident {alert.action}", f"{incident_id}" + (f": {alert.note}" if alert.note else ""))
+        return {"incident_id": incident_id, "action": alert.action, "alert_id": alert.alert_id, "seq": alert.seq, "muted_by": alert.muted_by or None}
+
+    async def silence(request: Request, who: Principal, body: SilenceBody) -> dict:
+        now_ms = int(time.time() * 1000)
+        try:
+            starts = parse_since(body.starts) or now_ms
+            if body.ends:
+                ends = parse_since(body.ends)
+            elif body.minutes is not None and body.minutes > 0:
+                ends = starts + int(body.minutes * 60_000)
+            else:
+                raise ApiError(422, "say how long: minutes (more than 0) or ends")
+            made = await console(request).silences.create(
+                scope=body.scope, signal=body.signal, severity=body.severity, starts_ms=starts, ends_ms=ends, author=who.who, reason=body.reason, now_ms=now_ms,
+            )
+        except (BadQuery, InvalidSilence) as exc:
+            raise ApiError(422, str(exc)) from None
+        await console(request).accounts.audit(who.who, "silence created", f"{made.id}: {made.matchers} until {iso(made.ends_ms)}: {made.reason}")
+        return made.to_dict()
+
+    async def expire_silence(request: Request, who: Principal, silence_id: str) -> dict:
+        ended = await console(request).silences.expire(silence_id, now_ms=int(time.time() * 1000))
+        if ended is None:
+            raise ApiError(404, f"no current silence {silence_id!r} (it ended, or never was)")
+        await console(request).accounts.audit(who.who, "silence expired", f"{silence_id}: {ended.matchers}")
+        return ended.to_dict()
+
     def chart_query(request: Request) -> tuple[str, int]:
         try:
             return (
@@ -287,6 +345,24 @@ def create_app(settings: Settings) -> FastAPI:
         if found is None:
             raise ApiError(404, f"no incident {incident_id!r} in the history (unknown, or older than BADBUZZ_COUNTER_TTL_S)")
         return found
+
+    @app.post("/api/v1/incidents/{incident_id}/actions", tags=["api"], summary="Acknowledge, snooze, resolve, mark a false alarm or add a note (responder)")
+    async def api_incident_action(request: Request, incident_id: str, body: ActionBody):
+        who = await api_user(request, "responder")
+        return await act(request, who, incident_id, ActionRequest(body.action, body.minutes, body.reason, body.text))
+
+    @app.get("/api/v1/silences", tags=["api"], summary="Silences not ended yet")
+    async def api_silences(request: Request):
+        await api_user(request, "viewer")
+        return {"silences": [s.to_dict() for s in await console(request).silences.current(now_ms=int(time.time() * 1000))]}
+
+    @app.post("/api/v1/silences", tags=["api"], summary="Mute the announcements of matching incidents for a while (responder)")
+    async def api_silence(request: Request, body: SilenceBody):
+        return await silence(request, await api_user(request, "responder"), body)
+
+    @app.post("/api/v1/silences/{silence_id}/expire", tags=["api"], summary="Lift a silence now (responder)")
+    async def api_expire_silence(request: Request, silence_id: str):
+        return await expire_silence(request, await api_user(request, "responder"), silence_id)
 
     @app.get("/api/v1/windows", tags=["api"], summary="The live chart's numbers (as the worker's /api/windows)")
     async def api_windows(request: Request):
@@ -374,11 +450,64 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/incidents/{incident_id}", include_in_schema=False)
     async def incident_page(request: Request, incident_id: str):
-        who = await page_user(request)
+        return await incident_view(request, await page_user(request), incident_id)
+
+    async def incident_view(request: Request, who: Principal, incident_id: str, *, status: int = 200, message: str = "", failed: bool = False):
         found = await console(request).reader.incident(incident_id)
         if found is None:
             return render(request, "refused.html", who, status=404, message=f"No incident {incident_id} in the history.")
-        return render(request, "incident.html", who, incident=found)
+        return render(request, "incident.html", who, status=status, incident=found, message=message, failed=failed)
+
+    @app.post("/incidents/{incident_id}/actions", include_in_schema=False)
+    async def incident_action(request: Request, incident_id: str):
+        form = await _form(request)
+        who = await page_user(request, "responder", form=form)
+        action = form.get("action", "")
+        try:
+            minutes = float(form["minutes"]) if form.get("minutes") else None
+        except ValueError:
+            return await incident_view(request, who, incident_id, status=422, message="Minutes must be a number.", failed=True)
+        try:
+            done = await act(request, who, incident_id, ActionRequest(action, minutes, form.get("reason", ""), form.get("text", "")))
+        except ApiError as exc:
+            return await incident_view(request, who, incident_id, status=exc.status, message=exc.message, failed=True)
+        said = {"acknowledged": "Acknowledged", "snoozed": "Snoozed", "resolved": "Resolved", "false_alarm": "Marked a false alarm", "note": "Note added"}
+        return await incident_view(request, who, incident_id, message=f"{said[done['action']]}: announcement {done['alert_id']}.")
+
+    @app.get("/silences", include_in_schema=False)
+    async def silences_page(request: Request):
+        return await silences_view(request, await page_user(request))
+
+    async def silences_view(request: Request, who: Principal, *, status: int = 200, message: str = "", failed: bool = False):
+        current = await console(request).silences.current(now_ms=int(time.time() * 1000))
+        return render(request, "silences.html", who, status=status, silences=[s.to_dict() | {"matchers": s.matchers} for s in current],
+                      scopes=console(request).reader.scopes, message=message, failed=failed)
+
+    @app.post("/silences", include_in_schema=False)
+    async def silence_post(request: Request):
+        form = await _form(request)
+        who = await page_user(request, "responder", form=form)
+        try:
+            minutes = float(form.get("minutes") or 0)
+            made = await silence(request, who, SilenceBody(
+                scope=form.get("scope") or None, signal=form.get("signal") or None, severity=form.get("severity") or None,
+                minutes=minutes, reason=form.get("reason", ""),
+            ))
+        except ValueError:
+            return await silences_view(request, who, status=422, message="Minutes must be a number.", failed=True)
+        except ApiError as exc:
+            return await silences_view(request, who, status=exc.status, message=exc.message, failed=True)
+        return await silences_view(request, who, message=f"Silence {made['id']} holds until {made['ends']}.")
+
+    @app.post("/silences/{silence_id}/expire", include_in_schema=False)
+    async def silence_expire_post(request: Request, silence_id: str):
+        form = await _form(request)
+        who = await page_user(request, "responder", form=form)
+        try:
+            await expire_silence(request, who, silence_id)
+        except ApiError as exc:
+            return await silences_view(request, who, status=exc.status, message=exc.message, failed=True)
+        return await silences_view(request, who, message=f"Silence {silence_id} lifted.")
 
     @app.get("/test", include_in_schema=False)
     async def test_page(request: Request):

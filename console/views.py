@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 from alerting.alert import Alert, iso
 from alerting.incidents import IncidentHistory, IncidentStore
-from alerting.rules import RuleConfig
+from alerting.rules import RuleConfig, Signal
+from alerting.silences import Silences
 from counting.counters import Counters
 from counting.windows import GLOBAL_SCOPE, minute_of
 from stream.dashboard import SIGNALS, reads_for_chart, windows_payload
@@ -75,29 +76,46 @@ class IncidentFilter:
         )
 
 
+# Announcements that leave the incident's state (open or resolved) as it was.
+_KEEP_STATE = ("acknowledged", "snoozed", "note", "renotified")
+
+
 def summarise(incident_id: str, alerts: list[Alert]) -> dict:
+    """The incident as its announcements tell it: the headline and numbers of the rule's
+    latest announcement, the state after the latest that changed it, and what
+    responders did since it last (re)opened."""
     first, last = alerts[0], alerts[-1]
+    seen = next((a for a in reversed(alerts) if not a.is_response), first)
+    state = next((a for a in reversed(alerts) if a.action not in _KEEP_STATE), first)
+    since = max((i for i, a in enumerate(alerts) if a.action in ("opened", "reopened")), default=0)
+    acknowledged = next((a for a in alerts[since:] if a.action == "acknowledged"), None)
+    false_alarm = next((a for a in reversed(alerts) if a.action == "false_alarm"), None)
     return {
         "id": incident_id,
         "signal": last.signal,
         "scope": last.scope,
         "severity": last.severity,
-        "state": "resolved" if last.action == "resolved" else "open",
+        "state": "resolved" if state.action in ("resolved", "false_alarm") else "open",
         "opened": first.created_at,
         "last_action": last.action,
         "last_announced": last.created_at,
         "announcements": len(alerts),
-        "headline": last.headline,
-        "numbers": last.numbers,
+        "headline": seen.headline,
+        "numbers": seen.numbers,
+        "acknowledged_by": acknowledged.actor if acknowledged else None,
+        "acknowledged_at": acknowledged.created_at if acknowledged else None,
+        "false_alarm": false_alarm.note if false_alarm else None,
+        "muted": sum(1 for a in alerts if a.muted_by),
     }
 
 
 class Reader:
     def __init__(self, counters: Counters, incidents: IncidentStore, history: IncidentHistory, cfg: RuleConfig, scopes: list[str],
-                 *, clock=time.monotonic):
+                 *, silences: Silences, clock=time.monotonic):
         self.counters = counters
         self.incidents = incidents
         self.history = history
+        self.silences = silences
         self.cfg = cfg
         self.scopes = scopes
         self._clock = clock
@@ -126,8 +144,14 @@ class Reader:
                 "negative": None if prediction is None else prediction.negative,
                 "model_version": None if prediction is None else prediction.model_version,
             })
+        last = alerts[-1]
+        now_ms = int(time.time() * 1000)
+        current = await self.incidents.get(last.scope, Signal(last.signal))
+        snoozed = current.response.snoozed_until_ms if current is not None and current.id == incident_id else 0
         return {
             **summarise(incident_id, alerts),
+            "snoozed_until": iso(snoozed) if snoozed > now_ms else None,
+            "silences": [s.to_dict() for s in await self.silences.current(now_ms=now_ms) if s.covers(last)],
             "drivers": latest_drivers,
             "examples": examples,
             "missing": [MISSING_TEXT] if examples else [],

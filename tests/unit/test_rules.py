@@ -19,6 +19,7 @@ from alerting.rules import (
     decide_model_quality,
     estimate_baseline,
     poisson_p_value,
+    resolve_by_hand,
     transition,
 )
 from counting.windows import WindowStats
@@ -130,6 +131,18 @@ def test_reopening_uses_the_episode_baseline():
     # 0.66 is 16 points above the episode's 0.5, though only 6 above today's 0.6.
     assert rate_decision(w(600, 396), w(200, 132), minute=90, episode=resolved) == (Action.REOPEN, Severity.WATCH)
     assert rate_decision(w(600, 396), w(200, 132), minute=110, episode=resolved) is None
+
+
+def test_a_manual_resolution_reopens_only_on_a_new_rise_above_the_level_it_left():
+    # Open at 0.6 against a 0.5 baseline; a responder resolves it while the rate still runs at 0.8.
+    open_ = Episode(Severity.WARNING, Baseline(0.5, 40.0, "trailing", 900), 50)
+    resolved = resolve_by_hand(open_, 90, Baseline(0.8, 45.0))
+    assert (resolved.resolved_minute, resolved.baseline) == (90, Baseline(0.8, 45.0, "manual", 900))
+    # The same 0.8 within the cool-down is no news; 0.95 (15 points above it) reopens.
+    assert rate_decision(w(600, 480), minute=95, episode=resolved) is None
+    assert rate_decision(w(600, 570), w(200, 190), minute=95, episode=resolved) == (Action.REOPEN, Severity.WATCH)
+    # A level below the frozen baseline never lowers it; an unknown level leaves it as it was.
+    assert resolve_by_hand(open_, 90, Baseline(0.3, None)).baseline == Baseline(0.5, 40.0, "manual", 900)
 
 
 def test_volume_spike_tiers():
