@@ -214,6 +214,7 @@ def test_secrets_come_only_from_the_existing_secret(which, request):
     secret = secret_settings()
     assert secret - {SIGNING_SECRET} == {
         "BADBUZZ_KAFKA_SASL_PASSWORD", "BADBUZZ_REDIS_PASSWORD", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "BADBUZZ_RENOTIFY_SLACK_WEBHOOK_URL",
     }
     assert not secret & set(settings_from(docs))
     assert not [d for d in docs if d["kind"] == "Secret"], "the chart must not hold secrets"
