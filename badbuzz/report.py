@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from alerting.alert import Alert
 from alerting.feedback import FeedbackStore
-from alerting.outbox import Outbox
+from alerting.outbox import Outbox, OutboxConfig
 from config.connections import redis_client
 from config.settings import Settings
 from counting.counters import Counters
@@ -97,9 +97,9 @@ async def volumes(redis: aioredis.Redis, settings: Settings, period: Period) -> 
     return {"source": "minute buckets" if by_minute else "hourly rollups", "scopes": per_scope, "hourly": series}
 
 
-async def incidents(redis: aioredis.Redis, prefix: str, period: Period) -> list[dict]:
+async def incidents(redis: aioredis.Redis, settings: Settings, period: Period) -> list[dict]:
     """Incidents announced during the period, from the alerts the outbox keeps."""
-    alerts = await Outbox(redis, prefix=prefix, sinks=()).kept_alerts()
+    alerts = await Outbox(redis, prefix=settings.redis_prefix, sinks=(), cfg=OutboxConfig.from_settings(settings)).kept_alerts()
     since, until = iso(period.since_ms), iso(period.until_ms)
     grouped: dict[str, list[Alert]] = {}
     for alert in alerts:
@@ -187,7 +187,7 @@ async def build_report(settings: Settings, period: Period, *, redis: aioredis.Re
         return {
             "period": {"since": iso(period.since_ms), "until": iso(period.until_ms)},
             "volumes": await volumes(redis, settings, period),
-            "incidents": await incidents(redis, prefix, period),
+            "incidents": await incidents(redis, settings, period),
             "feedback": feedback_summary(await feedback.submitted_since(period.since_ms)),
             "models": shadow_rows(await ShadowStore(redis, prefix=prefix).totals(period.hours.start, period.hours.stop - 1)),
             "drift": await drift_summary(redis, prefix, period),
