@@ -28,7 +28,8 @@ from redis.exceptions import RedisError
 from alerting.alert import iso
 from alerting.feedback import InvalidFeedback, make_feedback, send_feedback
 from alerting.incidents import IncidentHistory, IncidentStore
-from alerting.runtime import hour_ttl_s, rule_config
+from alerting.rules import RuleConfig
+from alerting.runtime import hour_ttl_s
 from config.connections import redis_client
 from config.settings import Settings
 from console.accounts import AccountError, Accounts, Principal
@@ -87,7 +88,8 @@ class Console:
         counters = Counters(self.redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s, hour_ttl_s=hour_ttl_s(s))
         self.reader = Reader(
             counters, IncidentStore(self.redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s),
-            IncidentHistory(self.redis, prefix=s.redis_prefix), rule_config(s), ScopeMatcher(s.watch_terms).scopes,
+            IncidentHistory(self.redis, prefix=s.redis_prefix), RuleConfig.from_settings(s), ScopeMatcher(s.watch_terms).scopes,
+            future_tolerance_ms=s.future_tolerance_s * 1000,
         )
         self.models = Models(s)
         self.pages = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
@@ -409,7 +411,7 @@ def create_app(settings: Settings) -> FastAPI:
             sent = await feedback(request, who, form.get("post_id", ""), label, form.get("comment", ""))
         except ApiError as exc:
             return render(request, "refused.html", who, status=exc.status, message=exc.message)
-        return render(request, "feedback.html", who, sent=sent)
+        return render(request, "feedback.html", who, sent=sent, back=_local_path(form.get("back") or "/test"))
 
     @app.get("/admin", include_in_schema=False)
     async def admin_page(request: Request):
