@@ -238,6 +238,25 @@ async def end_to_end(
         await delete_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
 
 
+CONSOLE_VIEWERS = 50
+CONSOLE_SECTION = "Console under load: signed-in viewers polling while a tfidf worker drains a backlog"
+
+
+async def console_section(settings: Settings, model_uri: str, *, quick: bool, log_dir: Path, report: Report, say: Say) -> None:
+    """50 viewers for 20 s (10 s quick), each asking every second; the worker's posts/s
+    10 s before and after them, in the same worker process."""
+    from benchmarks.console_load import console_load
+
+    say(f"console under load: {CONSOLE_VIEWERS} signed-in viewers ...")
+    rows, worker = await console_load(
+        settings, model_uri, posts=150_000 if quick else 300_000, viewers=CONSOLE_VIEWERS, seconds=10 if quick else 20, pause_s=1.0,
+        quiet_s=10, log_dir=log_dir, produce=_produce, messages=lambda n, run: _messages(sample_texts(n), run), counted=_counted,
+    )
+    for row in rows:
+        report.add(CONSOLE_SECTION, row, say)
+    report.add(f"{CONSOLE_SECTION}: worker throughput", worker, say)
+
+
 async def latency_at_load(settings: Settings, model_uri: str, rate: float, seconds: float, *, log_dir: Path) -> dict:
     """Offer ``rate`` posts/s for ``seconds``; a post's latency runs from its send to the
     moment its id is marked counted in Redis (polled every 20 ms)."""
@@ -660,6 +679,8 @@ async def run_bench(settings: Settings, *, families: Sequence[str] | None, quick
         for terms in (["delay"], fifty):
             row = await end_to_end(settings, models["tfidf"], int(10_000 * scale), workers=1, partitions=4, watch_terms=terms, log_dir=log_dir)
             report.add("Cost growth: watch terms", {"watch_terms": len(terms), **row}, say)
+
+        await console_section(settings, models["tfidf"], quick=quick, log_dir=log_dir, report=report, say=say)
 
         for rate in (200, 1000):
             say(f"latency at {rate} posts/s ...")

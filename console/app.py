@@ -113,7 +113,10 @@ class Console:
         incidents = IncidentStore(self.redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s, outbox=outbox, silences=self.silences)
         history = IncidentHistory(self.redis, prefix=s.redis_prefix)
         cfg = RuleConfig.from_settings(s)
-        self.reader = Reader(counters, incidents, history, cfg, ScopeMatcher(s.watch_terms).scopes, silences=self.silences)
+        self.reader = Reader(
+            counters, incidents, history, cfg, ScopeMatcher(s.watch_terms).scopes,
+            silences=self.silences, future_tolerance_ms=s.future_tolerance_s * 1000,
+        )
         self.actions = IncidentActions(incidents, history, counters, cfg)
         self.models = Models(s)
         self.pages = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
@@ -539,7 +542,7 @@ def create_app(settings: Settings) -> FastAPI:
             sent = await feedback(request, who, form.get("post_id", ""), label, form.get("comment", ""))
         except ApiError as exc:
             return render(request, "refused.html", who, status=exc.status, message=exc.message)
-        return render(request, "feedback.html", who, sent=sent)
+        return render(request, "feedback.html", who, sent=sent, back=_local_path(form.get("back") or "/test"))
 
     @app.get("/admin", include_in_schema=False)
     async def admin_page(request: Request):

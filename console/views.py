@@ -14,11 +14,13 @@ from alerting.rules import RuleConfig, Signal
 from alerting.silences import Silences
 from counting.counters import Counters
 from counting.windows import GLOBAL_SCOPE, minute_of
-from stream.dashboard import SIGNALS, reads_for_chart, windows_payload
+from stream.dashboard import SIGNALS, period_incidents, reads_for_chart, windows_payload
 
 # A chart is rebuilt at most this often per scope and length, whoever asks.
 CHART_CACHE_S = 2.0
-MISSING_TEXT = "post texts are not stored: the worker keeps only post ids and their predictions"
+# Incidents read from the history for one chart, latest announced first.
+CHART_HISTORY_LIMIT = 500
+MISSING_TEXT = "some example posts have no text: a text is kept (masked) for BADBUZZ_COUNTER_TTL_S after its post was counted"
 STATES = ("open", "resolved")
 SIGNAL_NAMES = ("negative_rate", "volume", "model_quality")
 SEVERITIES = ("watch", "warning", "critical")
@@ -111,13 +113,14 @@ def summarise(incident_id: str, alerts: list[Alert]) -> dict:
 
 class Reader:
     def __init__(self, counters: Counters, incidents: IncidentStore, history: IncidentHistory, cfg: RuleConfig, scopes: list[str],
-                 *, silences: Silences, clock=time.monotonic):
+                 *, silences: Silences, future_tolerance_ms: int = 0, clock=time.monotonic):
         self.counters = counters
         self.incidents = incidents
         self.history = history
         self.silences = silences
         self.cfg = cfg
         self.scopes = scopes
+        self.future_tolerance_ms = future_tolerance_ms
         self._clock = clock
         self._chart_lock = asyncio.Lock()
         self._charts: dict[tuple[str, int, str], tuple[float, dict]] = {}
@@ -134,12 +137,15 @@ class Reader:
             return None
         latest_drivers = next((a.drivers for a in reversed(alerts) if a.drivers), [])
         post_ids = list(dict.fromkeys(p for a in alerts for p in a.example_post_ids))
+        shown = await self.counters.shown(post_ids)
         examples = []
         for post_id in post_ids:
             prediction = await self.counters.prediction(post_id)
+            kept = shown[post_id]
             examples.append({
                 "post_id": post_id,
-                "text": None,
+                "text": None if kept is None else kept.text,
+                "url": None if kept is None else kept.url,
                 "p_negative": None if prediction is None else round(prediction.score, 6),
                 "negative": None if prediction is None else prediction.negative,
                 "model_version": None if prediction is None else prediction.model_version,
@@ -154,7 +160,7 @@ class Reader:
             "silences": [s.to_dict() for s in await self.silences.current(now_ms=now_ms) if s.covers(last)],
             "drivers": latest_drivers,
             "examples": examples,
-            "missing": [MISSING_TEXT] if examples else [],
+            "missing": [MISSING_TEXT] if any(e["text"] is None for e in examples) else [],
             "alerts": [a.to_dict() for a in alerts],
         }
 
@@ -175,6 +181,14 @@ class Reader:
         reads = reads_for_chart(end, minutes, self.cfg)
         snapshot = await self.counters.snapshot(sorted({scope, GLOBAL_SCOPE}), reads.minutes, reads.hours)
         found = await self.incidents.get_many([(signal, scope) for signal in SIGNALS])
+        first = end - minutes + 1
+        # Announced (wall clock) no earlier than the event minute decided, less what the
+        # feed may run ahead of the clock: every incident of the period is among these.
+        ids = await self.history.ids(since_ms=first * 60_000 - self.future_tolerance_ms, limit=CHART_HISTORY_LIMIT)
+        incidents = period_incidents(
+            [incident for incident in found.values() if incident is not None], await self.history.alerts(ids),
+            scope=scope, first_minute=first, end_minute=end,
+        )
         return await asyncio.to_thread(
             windows_payload,
             scope=scope,
@@ -186,7 +200,7 @@ class Reader:
             end_minute=end,
             minutes=minutes,
             cfg=self.cfg,
-            incidents=[incident for incident in found.values() if incident is not None],
+            incidents=incidents,
             watermark_ms=watermark or None,
             model=model,
             now_ms=int(time.time() * 1000),

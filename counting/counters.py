@@ -10,18 +10,20 @@ marked seen but uncounted. Every key carries a TTL so Redis does not grow withou
 The same script keeps what escalation needs beyond the minute buckets: an hourly rollup
 per scope (``n``, ``neg`` and ``m``, the minutes of that hour with any post) kept for
 weeks so baselines can look at the same hour in earlier weeks; the ids of each minute's
-most confidently negative posts (alert examples: ids only); and, as the value of the
-seen-key, the post's prediction (``score|negative|model version``) so feedback on a post
-id can be checked against what the model said.
+most confidently negative posts (alert examples) and, for those only, what the console
+shows of them (the masked text and link the caller gives, ``P:post:<id>``); and, as the
+value of the seen-key, the post's prediction (``score|negative|model version``) so
+feedback on a post id can be checked against what the model said.
 
 Key layout (``P`` is ``BADBUZZ_REDIS_PREFIX``): ``P:seen:<id>``, ``P:b:<scope>:<minute>``,
-``P:t:<scope>:<minute>``, ``P:h:<scope>:<hour>``, ``P:x:<scope>:<minute>``, ``P:wm``
-(newest counted event time, ms)."""
+``P:t:<scope>:<minute>``, ``P:h:<scope>:<hour>``, ``P:x:<scope>:<minute>``,
+``P:post:<id>``, ``P:wm`` (newest counted event time, ms)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import orjson
 import redis.asyncio as aioredis
 
 from counting.windows import Bucket, WindowStats, aggregate, window_minutes
@@ -50,6 +52,7 @@ while i <= n do
   local first_scope = i + 5
   local nterms = tonumber(ARGV[first_scope + nscopes])
   local first_term = first_scope + nscopes + 1
+  local shown = ARGV[first_term + nterms]
   local prediction = score .. '|' .. ARGV[i + 3] .. '|' .. model
   if redis.call('SET', prefix .. ':seen:' .. ARGV[i], prediction, 'NX', 'EX', ttl) then
     fresh[#fresh + 1] = position
@@ -70,7 +73,7 @@ while i <= n do
           local xkey = prefix .. ':x:' .. ARGV[s] .. ':' .. minute
           local xs = examples_of[xkey]
           if not xs then xs = {}; examples_of[xkey] = xs end
-          xs[#xs + 1] = {tonumber(score), score, ARGV[i]}
+          xs[#xs + 1] = {tonumber(score), score, ARGV[i], shown}
         end
         if nterms > 0 then
           local tkey = prefix .. ':t:' .. ARGV[s] .. ':' .. minute
@@ -83,7 +86,7 @@ while i <= n do
       end
     end
   end
-  i = first_term + nterms
+  i = first_term + nterms + 1
   position = position + 1
 end
 for _, key in ipairs(bucket_keys) do
@@ -97,6 +100,7 @@ for _, key in ipairs(bucket_keys) do
   -- The minute had no post before this batch: one more live minute in its hour.
   if minute_total == b.n then redis.call('HINCRBY', b.hour, 'm', 1) end
 end
+local shown_kept = {}
 for xkey, xs in pairs(examples_of) do
   -- Only the batch's best can survive the trim: add the top ones by score, with every
   -- post tied with the last of them (Redis breaks ties by member, so it decides those).
@@ -104,6 +108,10 @@ for xkey, xs in pairs(examples_of) do
   for r, x in ipairs(xs) do
     if r > examples and x[1] < xs[examples][1] then break end
     redis.call('ZADD', xkey, x[2], x[3])
+    if x[4] ~= '' and not shown_kept[x[3]] then
+      redis.call('SET', prefix .. ':post:' .. x[3], x[4], 'EX', ttl)
+      shown_kept[x[3]] = true
+    end
   end
   redis.call('ZREMRANGEBYRANK', xkey, 0, -(examples + 1))
   redis.call('EXPIRE', xkey, ttl)
@@ -131,6 +139,15 @@ class ScoredPost:
 
 
 @dataclass(frozen=True, slots=True)
+class ShownPost:
+    """What people may see of an example post: its text with handles and links masked,
+    and a link to it when the feed gave one."""
+
+    text: str
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HourBucket:
     total: int = 0
     negative: int = 0
@@ -148,6 +165,26 @@ class Prediction:
 # the same hour of week.
 HOUR_TTL_S = 35 * 24 * 3600
 EXAMPLES_PER_MINUTE = 5
+
+
+def example_candidates(posts: Sequence[ScoredPost], k: int) -> set[int]:
+    """Positions of the posts the count script may add to the examples: per scope and
+    minute, the batch's ``k`` highest-scoring negative posts and every post tied with the
+    last of them (the script's own choice, made before it knows which posts are new)."""
+    groups: dict[tuple[str, int], list[tuple[float, int]]] = {}
+    for position, post in enumerate(posts):
+        if post.negative:
+            minute = post.event_ms // 60_000
+            for scope in post.scopes:
+                groups.setdefault((scope, minute), []).append((post.score, position))
+    chosen: set[int] = set()
+    for entries in groups.values():
+        if len(entries) > k:
+            entries.sort(reverse=True)
+            cut = entries[k - 1][0]
+            entries = [e for e in entries if e[0] >= cut]
+        chosen.update(position for _, position in entries)
+    return chosen
 
 
 class Counters:
@@ -171,19 +208,29 @@ class Counters:
         """Count posts not seen before; return how many were new."""
         return len(await self.count_new(posts, model_version=model_version))
 
-    async def count_new(self, posts: Sequence[ScoredPost], *, model_version: str = "") -> list[int]:
+    async def count_new(
+        self, posts: Sequence[ScoredPost], *, model_version: str = "", shown: Callable[[int], ShownPost] | None = None
+    ) -> list[int]:
         """Count posts not seen before; return their positions in ``posts``, ascending.
-        ``model_version`` is stored with each post's prediction."""
+        ``model_version`` is stored with each post's prediction. ``shown(position)``
+        gives what the console may show of a post: it is asked only for the few posts
+        that can become alert examples, and kept (``P:post:<id>``) for those that do."""
         if not posts:
             return []
+        candidates = example_candidates(posts, self.examples_per_minute) if shown is not None and self.examples_per_minute > 0 else set()
         args: list[object] = [
             self.prefix, self.ttl_s, max(p.event_ms for p in posts), model_version, self.hour_ttl_s, self.examples_per_minute
         ]
-        for post in posts:
+        for position, post in enumerate(posts):
             args += [post.id, post.event_ms // 60_000, repr(post.score), 1 if post.negative else 0, len(post.scopes)]
             args += post.scopes
             args.append(len(post.terms))
             args += post.terms
+            if position in candidates:
+                seen = shown(position)
+                args.append(orjson.dumps({"text": seen.text, "url": seen.url}))
+            else:
+                args.append("")
         return [int(position) for position in await self._count(args=args)]
 
     async def watermark_ms(self) -> int:
@@ -254,6 +301,16 @@ class Counters:
         for post_id in post_ids:
             pipe.exists(f"{self.prefix}:seen:{post_id}")
         return [bool(seen) for seen in await pipe.execute()]
+
+    async def shown(self, post_ids: Sequence[str]) -> dict[str, ShownPost | None]:
+        """What was kept of these example posts (None: never an example candidate, or
+        older than the counters' retention)."""
+        raws = await self.redis.mget([f"{self.prefix}:post:{post_id}" for post_id in post_ids]) if post_ids else []
+        out: dict[str, ShownPost | None] = {}
+        for post_id, raw in zip(post_ids, raws):
+            data = None if raw is None else orjson.loads(raw)
+            out[post_id] = None if data is None else ShownPost(data["text"], data.get("url"))
+        return out
 
     async def prediction(self, post_id: str) -> Prediction | None:
         """What the model said about a counted post (None: not seen, expired, or counted

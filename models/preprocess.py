@@ -21,16 +21,32 @@ _HANDLE = re.compile(r"(?<![\w@])@\w{1,30}")
 _REPEAT = re.compile(r"(.)\1{3,}")
 
 
+MASKED_USER = "@user"
+
+
+def _anonymise(text: str, url: str, user: str) -> str:
+    """HTML unescaped and NFKC-normalised (so a full-width ＠ is a handle too), then
+    links replaced by ``url`` and handles by ``user``."""
+    text = html.unescape(text)
+    text = unicodedata.normalize("NFKC", text)
+    if _URL_HINT.search(text):
+        text = _URL.sub(url, text)
+    return _HANDLE.sub(user, text)
+
+
+def mask(text: str) -> str:
+    """A post as people may read it (the console's example posts): handles become
+    ``@user`` and links ``<url>``, by the same patterns the models' input is anonymised
+    with; case and wording are left alone."""
+    return _anonymise(text, URL_TOKEN, MASKED_USER)
+
+
 def preprocess(text: str) -> str:
     """Lower-case, anonymise handles and URLs, unescape HTML, collapse whitespace.
 
     Handles become ``<user>`` so no model (and nothing derived from its input, such as
     alert driver terms) ever carries a raw user name."""
-    text = html.unescape(text)
-    text = unicodedata.normalize("NFKC", text)
-    if _URL_HINT.search(text):
-        text = _URL.sub(f" {URL_TOKEN} ", text)
-    text = _HANDLE.sub(f" {USER_TOKEN} ", text)
+    text = _anonymise(text, f" {URL_TOKEN} ", f" {USER_TOKEN} ")
     text = text.lower()
     # "sooooo" and "soooo" are the same word to a reader; keep three so emphasis survives.
     text = _REPEAT.sub(r"\1\1\1", text)

@@ -35,7 +35,10 @@ def create_app(settings: Settings, scorer: Scorer) -> faust.App:
         broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=str(datadir),
+        # Faust listens on ``web_bind`` (its default: every interface); ``web_host`` only
+        # names the host in the URLs it builds.
         web_host=settings.web_host,
+        web_bind=settings.web_host,
         web_port=settings.web_port,
         topic_partitions=settings.topic_partitions,
         consumer_group_instance_id=settings.group_instance_id or None,

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import accumulate
 
-from alerting.alert import iso
+from alerting.alert import Alert, iso
 from alerting.history import baseline_at, reads_for
 from alerting.incidents import Incident
-from alerting.rules import RuleConfig, Signal
+from alerting.rules import Baseline, Episode, RuleConfig, Severity, Signal
 from counting.counters import HourBucket
 from counting.windows import (
     MINUTE_MS,
@@ -110,6 +111,43 @@ def incident_view(incident: Incident, cfg: RuleConfig) -> dict:
         # Negative rate (rate incidents) or posts per minute (volume incidents) it closes below.
         "closes_below": closes_below,
     }
+
+
+def _decision_minute(alert: Alert) -> int:
+    """The event-time minute an announcement was decided at: the last minute of its window."""
+    return int(datetime.fromisoformat(alert.window_end).timestamp()) // 60 - 1
+
+
+def incident_from_history(incident_id: str, alerts: Sequence[Alert]) -> Incident | None:
+    """An incident as its announcements (``alerting.incidents.IncidentHistory``, oldest
+    first) tell it: open from its opening's minute to its last resolution's, with the
+    baseline it was opened against. None for a signal the chart does not show."""
+    if not alerts or alerts[-1].signal not in {s.value for s in SIGNALS}:
+        return None
+    first, last = next((a for a in alerts if a.action == "opened"), alerts[0]), alerts[-1]
+    per_minute = None if first.expected_volume is None else first.expected_volume / first.window_minutes
+    episode = Episode(
+        Severity(last.severity), Baseline(first.baseline, per_minute, first.baseline_source), _decision_minute(first),
+        _decision_minute(last) if last.action == "resolved" else None,
+    )
+    return Incident(incident_id, Signal(last.signal), last.scope, last.seq, episode)
+
+
+def period_incidents(
+    current: Sequence[Incident], history: Mapping[str, Sequence[Alert]], *, scope: str, first_minute: int, end_minute: int
+) -> list[Incident]:
+    """Every incident of ``scope`` open at some minute of ``first_minute..end_minute``:
+    the current ones as the rule keeps them, the others from their announcements."""
+    found = list(current)
+    known = {i.id for i in current}
+    for incident_id, alerts in history.items():
+        incident = None if incident_id in known else incident_from_history(incident_id, alerts)
+        if incident is None or incident.scope != scope:
+            continue
+        resolved = incident.episode.resolved_minute
+        if incident.episode.opened_minute <= end_minute and (resolved is None or resolved >= first_minute):
+            found.append(incident)
+    return sorted(found, key=lambda i: i.episode.opened_minute)
 
 
 def windows_payload(

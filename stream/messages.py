@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -20,9 +21,12 @@ class Tweet:
     event_ms: int
     lang: str | None = None
     source: str | None = None
+    # Where people can read the post (shown beside the alert's example posts).
+    url: str | None = None
 
 
-_OPTIONAL_STRINGS = ("lang", "user", "source")
+_OPTIONAL_STRINGS = ("lang", "user", "source", "url")
+MAX_URL_CHARS = 2048
 # Twitter's own v1.1 format, which many social-listening exports keep verbatim.
 _TWITTER_FORMAT = "%a %b %d %H:%M:%S %z %Y"
 # Epoch values below this are seconds, not milliseconds (1e11 ms is 1973; 1e11 s is year 5138).
@@ -63,7 +67,7 @@ def decode(
         raise InvalidMessage(f"event time {_iso(event_ms)} is in the future (now {_iso(now_ms)})")
     if event_ms < now_ms - retention_ms:
         raise InvalidMessage(f"event time {_iso(event_ms)} is older than the counter retention")
-    return Tweet(id=post_id, text=text, event_ms=event_ms, lang=body.get("lang"), source=body.get("source"))
+    return Tweet(id=post_id, text=text, event_ms=event_ms, lang=body.get("lang"), source=body.get("source"), url=_url(body.get("url")))
 
 
 def late_reason(event_ms: int, watermark_ms: int, allowed_lateness_ms: int) -> str | None:
@@ -102,6 +106,22 @@ def _text(body: dict, max_chars: int) -> str:
     if len(text) > max_chars:
         raise InvalidMessage(f"field 'text' has {len(text)} characters, more than the limit of {max_chars}")
     return text
+
+
+def _url(value: str | None) -> str | None:
+    """An absolute http(s) link, or None: anything else (``javascript:``, a relative
+    path) would become a live link on the console's pages."""
+    if value is None or value == "":
+        return None
+    if len(value) > MAX_URL_CHARS:
+        raise InvalidMessage(f"field 'url' is longer than {MAX_URL_CHARS} characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise InvalidMessage(f"field 'url' must be an http(s) link, got {value[:64]!r}")
+    return value
 
 
 def _event_ms(created_at: object, kafka_timestamp_ms: int | None, now_ms: int) -> int:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from alerting.escalation import Escalator
 from config.settings import Settings
-from counting.counters import Counters, ScoredPost
+from counting.counters import Counters, ScoredPost, ShownPost
 from counting.terms import ScopeMatcher, driver_terms
 from counting.windows import minute_of
-from models.preprocess import preprocess
+from models.preprocess import mask, preprocess
 from models.scorer import ModelInfo, Scorer
 from stream.messages import InvalidMessage, Tweet, decode, late_reason
 from stream.model_watch import ActiveModel
@@ -189,7 +189,9 @@ class Pipeline:
             batch.scored = _Scored(scorer, clean, scores, posts)
         if tweets and batch.fresh is None:
             scored = batch.scored
-            fresh = await self.counters.count_new(scored.posts, model_version=scored.scorer.info.version_label)
+            fresh = await self.counters.count_new(
+                scored.posts, model_version=scored.scorer.info.version_label, shown=lambda i: ShownPost(mask(tweets[i].text), tweets[i].url)
+            )
             batch.fresh = fresh
             result.counted = len(fresh)
             if self.observers and fresh:

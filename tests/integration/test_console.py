@@ -16,7 +16,7 @@ import pytest
 import redis as sync_redis
 from aiokafka import AIOKafkaConsumer
 
-from alerting.alert import Alert
+from alerting.alert import Alert, iso
 from alerting.incidents import IncidentStore, next_incident
 from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import Action, Assessment, Baseline, Decision, Severity, Signal
@@ -24,7 +24,8 @@ from badbuzz.processes import PROJECT_ROOT, free_port, settings_env, stop_worker
 from config.connections import redis_client
 from config.settings import Settings
 from config.topics import ensure_topics
-from counting.counters import Counters, ScoredPost
+from counting.counters import Counters, ScoredPost, ShownPost
+from models.preprocess import mask
 from tests.conftest import worker_env_base
 
 pytestmark = pytest.mark.integration
@@ -61,7 +62,9 @@ def _cli(settings: Settings, *args: str, stdin: str = "") -> str:
 
 async def _seed(settings: Settings) -> dict:
     """An incident opened then escalated (with drivers and example posts, one of them
-    counted), and a newer open volume incident on another scope."""
+    counted with its text kept), a newer open volume incident on another scope, and on a
+    third scope two rate incidents of the last hour before the newest post (MINUTE + 100):
+    one resolved, then one open."""
     redis = redis_client(settings)
     try:
         await ensure_topics(settings, [settings.topic_feedback])
@@ -74,22 +77,28 @@ async def _seed(settings: Settings) -> dict:
 
         def alert(incident, action, **fields):
             return Alert(
-                alert_id=incident.alert_id(),
-                incident_id=incident.id,
-                seq=incident.seq,
-                signal=incident.signal.value,
-                action=action.value,
-                severity=incident.severity.value,
-                scope=incident.scope,
-                window_start="2025-02-19T20:00:00Z",
-                window_end="2025-02-19T20:15:00Z",
-                window_minutes=15,
-                rate=0.62,
-                volume=300,
-                negatives=186,
-                baseline=0.2,
-                **fields,
+                **{
+                    "alert_id": incident.alert_id(),
+                    "incident_id": incident.id,
+                    "seq": incident.seq,
+                    "signal": incident.signal.value,
+                    "action": action.value,
+                    "severity": incident.severity.value,
+                    "scope": incident.scope,
+                    "window_start": "2025-02-19T20:00:00Z",
+                    "window_end": "2025-02-19T20:15:00Z",
+                    "window_minutes": 15,
+                    "rate": 0.62,
+                    "volume": 300,
+                    "negatives": 186,
+                    "baseline": 0.2,
+                    **fields,
+                }
             )
+
+        def at(minute):
+            """The fields of an announcement decided at ``minute``, announced then."""
+            return {"window_start": iso((minute - 14) * 60_000), "window_end": iso((minute + 1) * 60_000)}
 
         rate = next_incident(None, Signal.NEGATIVE_RATE, "all", decision(Action.OPEN, Severity.WARNING), MINUTE)
         drivers = [{"term": "cancelled", "count": 90, "baseline_count": 3, "z": 8.5}]
@@ -98,9 +107,18 @@ async def _seed(settings: Settings) -> dict:
         assert await store.commit(rate, worse, alert(worse, Action.ESCALATE, drivers=drivers, example_post_ids=["p-2", "p-3"]), now_ms=(MINUTE + 5) * 60_000)
         spike = next_incident(None, Signal.VOLUME, "term:delay", decision(Action.OPEN, Severity.WARNING), MINUTE + 30)
         assert await store.commit(None, spike, alert(spike, Action.OPEN), now_ms=(MINUTE + 30) * 60_000)
+        earlier = next_incident(None, Signal.NEGATIVE_RATE, "term:refund", decision(Action.OPEN, Severity.WARNING), MINUTE + 50)
+        assert await store.commit(None, earlier, alert(earlier, Action.OPEN, **at(MINUTE + 50)), now_ms=(MINUTE + 50) * 60_000)
+        over = next_incident(earlier, Signal.NEGATIVE_RATE, "term:refund", decision(Action.RESOLVE, Severity.WARNING), MINUTE + 60)
+        assert await store.commit(earlier, over, alert(over, Action.RESOLVE, **at(MINUTE + 60)), now_ms=(MINUTE + 60) * 60_000)
+        later = next_incident(over, Signal.NEGATIVE_RATE, "term:refund", decision(Action.OPEN, Severity.CRITICAL), MINUTE + 80)
+        assert await store.commit(over, later, alert(later, Action.OPEN, **at(MINUTE + 80)), now_ms=(MINUTE + 80) * 60_000)
         counters = Counters(redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s)
-        await counters.count([ScoredPost("p-2", int(time.time() * 1000), 0.93, True, ["all"], ["cancelled"])], model_version="1")
-        return {"rate": rate.id, "volume": spike.id}
+        await counters.count_new(
+            [ScoredPost("p-2", (MINUTE + 100) * 60_000, 0.93, True, ["all"], ["cancelled"])], model_version="1",
+            shown=lambda _: ShownPost(mask("Flight cancelled AGAIN @AirParadis https://t.co/x1"), "https://feed.test/p-2"),
+        )
+        return {"rate": rate.id, "volume": spike.id, "earlier": earlier.id, "later": later.id}
     finally:
         await redis.aclose()
 
@@ -190,15 +208,27 @@ def test_a_responder_signs_in_opens_an_incident_tests_a_post_and_sends_feedback(
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]
 
     rows = page.locator("#incidents tr").all_inner_texts()[1:]
-    assert [row.split("\t")[0] for row in rows] == [ids["volume"], ids["rate"]]
+    assert [row.split("\t")[0] for row in rows] == [ids["later"], ids["earlier"], ids["volume"], ids["rate"]]
     page.click(f"text={ids['rate']}")
     assert page.url == f"{base}/incidents/{ids['rate']}"
     assert page.locator("h1").inner_text() == "Bad buzz escalated [CRITICAL] on all posts"
     assert page.locator("#drivers tr").nth(1).inner_text().split("\t")[:3] == ["cancelled", "90", "3"]
-    examples = [row.split("\t") for row in page.locator("#examples tr").all_inner_texts()[1:]]
-    assert examples == [["p-1", "no longer known", "-"], ["p-2", "0.93", "1"], ["p-3", "no longer known", "-"]]
-    assert "post texts are not stored" in page.inner_text("main")
+    examples = [row.split("\t")[:4] for row in page.locator("#examples tr").all_inner_texts()[1:]]
+    assert examples == [
+        ["p-1", "not kept", "no longer known", "-"],
+        ["p-2", "Flight cancelled AGAIN @user <url>", "0.93", "1"],
+        ["p-3", "not kept", "no longer known", "-"],
+    ]
+    assert page.get_attribute("#examples a", "href") == "https://feed.test/p-2"
+    assert "some example posts have no text" in page.inner_text("main")
     assert [r.split("\t")[1] for r in page.locator("#announcements tr").all_inner_texts()[1:]] == ["opened", "escalated"]
+
+    example = page.locator("#examples form:has(input[name=post_id][value=p-2])")
+    example.locator("input[name=comment]").fill("really angry, see https://x.test")
+    example.locator("button[value=negative]").click()
+    assert page.locator("[role=status]").inner_text() == "Feedback sent for post p-2: negative."
+    page.click("main a:text-is('Back')")
+    page.wait_for_url(f"{base}/incidents/{ids['rate']}")
 
     page.click("nav >> text=Test a post")
     page.fill("textarea[name=text]", "My flight was cancelled again and nobody answers, worst airline ever")
@@ -212,16 +242,19 @@ def test_a_responder_signs_in_opens_an_incident_tests_a_post_and_sends_feedback(
     page.fill("#feedback input[name=comment]", "clearly negative, ask @rita")
     page.click("#feedback button[value=not_negative]")
     assert page.locator("[role=status]").inner_text() == "Feedback sent for post post-42: positive."
-    [message] = _feedback_messages(settings)
-    assert (message["post_id"], message["label"], message["comment"], message["source"]) == (
-        "post-42",
-        "positive",
-        "clearly negative, ask <user>",
-        "console:rita",
-    )
+    sent = [(m["post_id"], m["label"], m["comment"], m["source"]) for m in _feedback_messages(settings)]
+    assert sent == [
+        ("p-2", "negative", "really angry, see <url>", "console:rita"),
+        ("post-42", "positive", "clearly negative, ask <user>", "console:rita"),
+    ]
 
     page.click("nav >> text=Live")
     assert page.locator("#scope option").count() == 5
+    # Both incidents of the last hour on that scope are shaded, not only the latest.
+    page.goto("/live?scope=term:refund&minutes=60")
+    bands = page.locator("#chart rect.incident")
+    assert bands.count() == 2
+    assert [bands.nth(k).get_attribute("data-severity") for k in range(2)] == ["warning", "critical"]
     page.click("text=Sign out")
     page.goto("/incidents")
     assert page.url == f"{base}/login?next=/incidents"
@@ -351,12 +384,13 @@ def test_incidents_are_listed_filtered_and_detailed(console):
         assert response.status_code == 200, response.text
         return [i["id"] for i in response.json()["incidents"]]
 
-    assert listed() == [ids["volume"], ids["rate"]]
+    assert listed() == [ids["later"], ids["earlier"], ids["volume"], ids["rate"]]
     assert listed(signal="volume") == [ids["volume"]]
     assert listed(scope="all", severity="critical", state="open") == [ids["rate"]]
-    assert listed(state="resolved") == []
-    assert listed(since=str((MINUTE + 10) * 60_000)) == [ids["volume"]]
-    assert listed(since="2025-02-19T21:30:00") == [ids["volume"]]
+    assert listed(state="resolved") == [ids["earlier"]]
+    assert listed(since=str((MINUTE + 10) * 60_000)) == [ids["later"], ids["earlier"], ids["volume"]]
+    assert listed(since="2025-02-19T21:30:00") == [ids["later"], ids["earlier"], ids["volume"]]
+    assert listed(since=str((MINUTE + 70) * 60_000)) == [ids["later"]]
     wrong = httpx.get(f"{base}/api/v1/incidents", params={"severity": "huge"}, headers=auth)
     assert wrong.status_code == 400 and wrong.json() == {"error": "severity must be one of watch, warning, critical, got 'huge'"}
 
@@ -364,18 +398,31 @@ def test_incidents_are_listed_filtered_and_detailed(console):
     assert (detail["state"], detail["severity"], detail["announcements"]) == ("open", "critical", 2)
     assert [a["action"] for a in detail["alerts"]] == ["opened", "escalated"]
     assert [e["post_id"] for e in detail["examples"]] == ["p-1", "p-2", "p-3"]
-    assert detail["examples"][1] == {"post_id": "p-2", "text": None, "p_negative": 0.93, "negative": True, "model_version": "1"}
-    assert detail["missing"] == ["post texts are not stored: the worker keeps only post ids and their predictions"]
+    assert detail["examples"][1] == {
+        "post_id": "p-2", "text": "Flight cancelled AGAIN @user <url>", "url": "https://feed.test/p-2", "p_negative": 0.93, "negative": True,
+        "model_version": "1",
+    }
+    assert [e["text"] for e in detail["examples"]] == [None, "Flight cancelled AGAIN @user <url>", None]
+    assert detail["missing"] == ["some example posts have no text: a text is kept (masked) for BADBUZZ_COUNTER_TTL_S after its post was counted"]
     missing = httpx.get(f"{base}/api/v1/incidents/rate-none", headers=auth)
     assert missing.status_code == 404
 
 
 def test_windows_and_openapi(console):
-    base, _, viewer, _ = console
+    base, ids, viewer, _ = console
     auth = {"Authorization": f"Bearer {viewer}"}
     payload = httpx.get(f"{base}/api/v1/windows", params={"scope": "term:delay", "minutes": 30}, headers=auth).json()
     assert payload["scope"] == "term:delay" and len(payload["points"]) == 30
     assert [(i["signal"], i["open"]) for i in payload["incidents"]] == [("volume", True)]
+    # Every incident of the period, the resolved one read back from the history.
+    both = httpx.get(f"{base}/api/v1/windows", params={"scope": "term:refund", "minutes": 60}, headers=auth).json()
+    assert both["end_minute"] == MINUTE + 100
+    assert [(i["id"], i["open"], i["opened_minute"], i["resolved_minute"]) for i in both["incidents"]] == [
+        (ids["earlier"], False, MINUTE + 50, MINUTE + 60), (ids["later"], True, MINUTE + 80, None),
+    ]
+    assert both["baseline_frozen"] is True
+    shorter = httpx.get(f"{base}/api/v1/windows", params={"scope": "term:refund", "minutes": 20}, headers=auth).json()
+    assert [i["id"] for i in shorter["incidents"]] == [ids["later"]]
     bad = httpx.get(f"{base}/api/v1/windows", params={"scope": "term:nothing"}, headers=auth)
     assert bad.status_code == 400 and bad.json()["error"].startswith("unknown scope 'term:nothing'")
     spec = httpx.get(f"{base}/api/v1/openapi.json").json()

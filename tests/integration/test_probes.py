@@ -4,6 +4,9 @@ partitions of the raw topic, and a second worker on a one-partition topic, holdi
 stays out of the load balancer with the reason said."""
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import aiohttp
 import pytest
 
@@ -23,6 +26,25 @@ async def get(url: str) -> tuple[int, str] | None:
         return None  # the web server is not up yet
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the sockets listening on ``port`` (IPv4 and IPv6), from
+    /proc/net/tcp{,6}."""
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        path = Path(table)
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            # /proc prints each 32-bit word of the address in host (little-endian) order.
+            raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
+            found.add(socket.inet_ntop(family, raw))
+    return found
+
+
 async def test_ready_once_partitions_are_assigned_and_not_without_any(isolated, tmp_path):
     settings = isolated
     await ensure_topics(settings, [settings.topic_raw], partitions=1)
@@ -30,6 +52,8 @@ async def test_ready_once_partitions_are_assigned_and_not_without_any(isolated, 
     first = f"http://127.0.0.1:{settings.web_port}"
     with running_worker(settings, tmp_path / "first.log") as worker:
         assert await wait_for(lambda: get(f"{first}/healthz"), timeout=120, what="/healthz", process=worker) == (200, "ok")
+        # BADBUZZ_WEB_HOST's default: the web server (dashboard, metrics, probes) is on loopback only.
+        assert settings.web_host == "127.0.0.1" and listening_addresses(settings.web_port) == {"127.0.0.1"}
 
         async def ready(base):
             answer = await get(f"{base}/ready")

@@ -102,7 +102,7 @@ def _known_env_names() -> set[str]:
 def test_badbuzz_services_are_configured_only_with_real_settings():
     known = _known_env_names()
     services = badbuzz_services()
-    assert set(services) == {"worker", "trainer", "replay"}
+    assert set(services) == {"worker", "console", "trainer", "replay"}
     for name, service in services.items():
         env = service["environment"]
         unknown = [k for k in env if k not in known]
@@ -142,7 +142,15 @@ def test_badbuzz_services_run_real_badbuzz_commands():
         except click.UsageError as exc:  # pragma: no cover - the message is the point
             pytest.fail(f"{name}: {' '.join(argv)}: {exc.format_message()}")
         seen[name] = argv[1]
-    assert seen == {"worker": "worker", "trainer": "train", "replay": "replay"}
+    assert seen == {"worker": "worker", "console": "console", "trainer": "train", "replay": "replay"}
+
+
+def test_the_console_listens_on_every_interface_of_its_container_and_is_checked_on_healthz():
+    console = SERVICES["console"]
+    assert console["command"] == ["badbuzz", "console", "--host", "0.0.0.0"]
+    assert "http://127.0.0.1:8080/healthz" in " ".join(console["healthcheck"]["test"])
+    assert console["ports"] == ["127.0.0.1:8080:8080"]
+    assert set(console["depends_on"]) == {"kafka", "redis", "mlflow"}
 
 
 def test_the_worker_image_default_command_is_the_compose_command():

@@ -31,8 +31,14 @@ def test_created_at_formats(created_at, expected):
 
 def test_optional_fields_and_unknown_fields_are_accepted():
     tweet = decode(b'{"id": "a", "text": "x", "lang": "en", "source": "feed", "user": "@bob", "extra": [1]}', **OPTS)
-    assert (tweet.lang, tweet.source) == ("en", "feed")
+    assert (tweet.lang, tweet.source, tweet.url) == ("en", "feed", None)
     assert not hasattr(tweet, "user")
+
+
+def test_a_post_link_must_be_http_or_https():
+    assert decode(b'{"id": "a", "text": "x", "url": "https://example.test/p/1"}', **OPTS).url == "https://example.test/p/1"
+    assert decode(b'{"id": "a", "text": "x", "url": "HTTP://example.test/p?q=1#f"}', **OPTS).url == "HTTP://example.test/p?q=1#f"
+    assert decode(b'{"id": "a", "text": "x", "url": ""}', **OPTS).url is None
 
 
 @pytest.mark.parametrize(
@@ -53,6 +59,12 @@ def test_optional_fields_and_unknown_fields_are_accepted():
         (b'{"id": 1, "text": 5}', "field 'text' must be a string, got integer"),
         (b'{"id": 1, "text": "   "}', "field 'text' is empty"),
         (b'{"id": 1, "text": "x", "lang": 3}', "field 'lang' must be a string, got integer"),
+        (b'{"id": 1, "text": "x", "url": 3}', "field 'url' must be a string, got integer"),
+        (b'{"id": 1, "text": "x", "url": "javascript:alert(1)"}', "field 'url' must be an http(s) link, got 'javascript:alert(1)'"),
+        (b'{"id": 1, "text": "x", "url": "/p/1"}', "field 'url' must be an http(s) link, got '/p/1'"),
+        (b'{"id": 1, "text": "x", "url": "https://"}', "field 'url' must be an http(s) link, got 'https://'"),
+        (b'{"id": 1, "text": "x", "url": "https://a.test/x y"}', "field 'url' must be an http(s) link"),
+        (b'{"id": 1, "text": "x", "url": "https://[::1"}', "field 'url' must be an http(s) link"),
         (b'{"id": 1, "text": "x", "created_at": "yesterday"}', "field 'created_at' is not an ISO-8601 time"),
         (b'{"id": 1, "text": "x", "created_at": true}', "field 'created_at' must be ISO-8601 text or epoch milliseconds, got boolean"),
         (b'{"id": 1, "text": "x", "created_at": {}}', "field 'created_at' must be ISO-8601 text or epoch milliseconds, got object"),
