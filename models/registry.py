@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.connections import redact_url
-from models.bundle import MANIFEST, ModelError
+from models.bundle import MANIFEST, ModelError, find_bundle
 
+# Version tag holding the SHA-256 of the bundle's bundle.json, checked at every fetch.
+MANIFEST_DIGEST_TAG = "bundle_manifest_sha256"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 ALIASES = (CHAMPION, CHALLENGER)
@@ -137,8 +139,9 @@ class ModelRegistry:
         versions = [int(version) for version, f in self.families().items() if f == family]
         return str(max(versions)) if versions else None
 
-    def register(self, source: str, run_id: str) -> str:
-        """Register ``source`` as a new version; return its number."""
+    def register(self, source: str, run_id: str, *, manifest_sha256: str) -> str:
+        """Register ``source`` as a new version, tagged with the SHA-256 of its
+        ``bundle.json`` (which holds the digest of every other file); return its number."""
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
@@ -147,7 +150,7 @@ class ModelRegistry:
         except MlflowException as exc:
             if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
-        return str(self.client.create_model_version(self.name, source, run_id=run_id).version)
+        return str(self.client.create_model_version(self.name, source, run_id=run_id, tags={MANIFEST_DIGEST_TAG: manifest_sha256}).version)
 
     def crown_if_first(self, version: str) -> bool:
         """Give ``version`` the champion alias only when no version holds it yet; replacing
@@ -199,11 +202,12 @@ def fetch_registered(uri: str, *, tracking_uri: str | None, cache_dir: Path | No
                 else client.get_model_version(name, match["version"])
             )
             version = str(mv.version)
+            recorded = (mv.tags or {}).get(MANIFEST_DIGEST_TAG)
             # The storage URI, not models:/...: MLflow resolves models:/ URIs through the
             # global registry URI whatever registry_uri download_artifacts is given.
             source = client.get_model_version_download_uri(name, version)
         else:
-            source = uri
+            source, recorded = uri, None
         root = cache_dir or Path.home() / ".cache" / "badbuzz"
         # Version numbers restart in every store (and in a re-created one), so the cache
         # key also carries where the version's files live.
@@ -213,7 +217,22 @@ def fetch_registered(uri: str, *, tracking_uri: str | None, cache_dir: Path | No
             _download(source, tracking_uri, root, dest)
     except MlflowException as exc:
         raise ModelError(f"cannot load {uri} from MLflow at {redact_url(tracking_uri)}: {exc.message}") from exc
+    if match:
+        _check_manifest(dest, recorded, f"{name} v{version}")
     return dest, name, version
+
+
+def manifest_sha256(bundle_dir: Path) -> str:
+    return hashlib.sha256((find_bundle(bundle_dir) / MANIFEST).read_bytes()).hexdigest()
+
+
+def _check_manifest(dest: Path, recorded: str | None, label: str) -> None:
+    """The artifact store is not trusted alone: a rewritten bundle.json (and digests in it)
+    must also match what the registry recorded when the version was registered."""
+    if not recorded:
+        raise ModelError(f"{label} was registered without a bundle digest ({MANIFEST_DIGEST_TAG} tag): retrain it")
+    if manifest_sha256(dest) != recorded:
+        raise ModelError(f"{label}: {MANIFEST} does not match the SHA-256 recorded at registration (changed in the artifact store)")
 
 
 def _download(source: str, tracking_uri: str, root: Path, dest: Path) -> None:

@@ -17,7 +17,7 @@ from config.settings import Settings, get_settings
 from models import drift
 from models.bundle import FAMILIES, SCHEMES, record_files, write_manifest
 from models.preprocess import PREPROCESS_VERSION
-from models.registry import ModelRegistry
+from models.registry import ModelRegistry, manifest_sha256
 from models.scorer import Scorer, load_bundle
 from training import evaluate, tracking
 from training.data import (
@@ -155,7 +155,7 @@ def train(
         tracking.log_values(client, run_id, params, metrics, tags)
         source = tracking.log_bundle_model(client, run_id, bundle_dir)
         registry = ModelRegistry.of(settings)
-        version = registry.register(source, run_id) if register else None
+        version = registry.register(source, run_id, manifest_sha256=manifest_sha256(bundle_dir)) if register else None
         crowned = version is not None and registry.crown_if_first(version)
     except BaseException:
         client.set_terminated(run_id, "FAILED")

