@@ -69,13 +69,13 @@ def build_sinks(settings: Settings, publish_alert: Publish, redis: aioredis.Redi
         sinks.append(
             SlackBotSink(
                 s.slack_bot_token.get_secret_value(), s.slack_channel, redis,
-                prefix=s.redis_prefix, ttl_s=s.outbox_retention_s, base_url=s.slack_api_url, timeout_s=s.outbox_send_timeout_s,
+                prefix=s.redis_prefix, ttl_s=s.outbox_retention_s, base_url=s.slack_api_url, timeout_s=s.outbox_send_timeout_s, console_url=s.console_url,
             )
         )
     elif s.slack_webhook_url is not None:
-        sinks.append(SlackWebhookSink(s.slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
+        sinks.append(SlackWebhookSink(s.slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s, console_url=s.console_url))
     if s.renotify_slack_webhook_url is not None:
-        sinks.append(RenotifyWebhookSink(s.renotify_slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
+        sinks.append(RenotifyWebhookSink(s.renotify_slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s, console_url=s.console_url))
     if s.appinsights_connection_string is not None:
         sinks.append(AppInsightsSink(s.appinsights_connection_string.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
     return sinks

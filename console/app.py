@@ -18,7 +18,7 @@ from typing import Literal
 from urllib.parse import parse_qs, quote
 
 from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -37,6 +37,7 @@ from config.connections import redis_client
 from config.settings import Settings
 from console.accounts import AccountError, Accounts, Principal
 from console.scoring import Models, describe, explain
+from console.slack import MAX_BODY_BYTES, BadPayload, answer, parse, post_back, signed
 from console.views import BadQuery, IncidentFilter, Reader, parse_since
 from counting.counters import Counters
 from counting.terms import ScopeMatcher
@@ -115,6 +116,7 @@ class Console:
         cfg = RuleConfig.from_settings(s)
         self.reader = Reader(counters, incidents, history, cfg, ScopeMatcher(s.watch_terms).scopes, silences=self.silences)
         self.actions = IncidentActions(incidents, history, counters, cfg)
+        self.history = history
         self.models = Models(s)
         self.pages = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.pages.filters["pct"] = lambda v: "-" if v is None else f"{v:.1%}"
@@ -369,6 +371,27 @@ def create_app(settings: Settings) -> FastAPI:
         await api_user(request, "viewer")
         scope, minutes = chart_query(request)
         return await console(request).reader.windows(scope, minutes, console(request).models.display())
+
+    @app.post("/slack/actions", include_in_schema=False)
+    async def slack_actions(request: Request, background: BackgroundTasks):
+        secret = settings.slack_signing_secret
+        if secret is None:
+            return JSONResponse({"error": "Slack buttons are off: SLACK_SIGNING_SECRET is not set"}, status_code=503)
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return JSONResponse({"error": "request too large"}, status_code=413)
+        headers = request.headers
+        if not signed(secret.get_secret_value(), headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature"), body, now_s=time.time()):
+            log.warning("Slack action refused: bad or stale signature (%s)", _address(request))
+            return JSONResponse({"error": "bad or stale Slack signature"}, status_code=401)
+        try:
+            click = parse(body)
+        except BadPayload as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        c = console(request)
+        reply = await answer(click, c.accounts, c.actions, c.history)
+        background.add_task(post_back, click.response_url, reply, timeout_s=settings.outbox_send_timeout_s)
+        return reply
 
     # --- pages -----------------------------------------------------------------------
 
