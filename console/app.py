@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, quote
 from aiokafka.errors import KafkaError
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from redis.exceptions import RedisError
@@ -30,12 +30,14 @@ from alerting.alert import iso
 from alerting.feedback import InvalidFeedback, make_feedback, send_feedback
 from alerting.incidents import IncidentHistory, IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
+from alerting.quality import AlertQuality, read_alert_quality
 from alerting.rules import RuleConfig
 from alerting.runtime import hour_ttl_s, sink_names
 from alerting.silences import InvalidSilence, Silences
 from config.connections import redis_client
 from config.settings import Settings
 from console.accounts import AccountError, Accounts, Principal
+from console.quality import exposition
 from console.scoring import Models, describe, explain
 from console.slack import MAX_BODY_BYTES, BadPayload, answer, parse, post_back, signed
 from console.views import BadQuery, IncidentFilter, Reader, parse_since
@@ -371,6 +373,27 @@ def create_app(settings: Settings) -> FastAPI:
         await api_user(request, "viewer")
         scope, minutes = chart_query(request)
         return await console(request).reader.windows(scope, minutes, console(request).models.display())
+
+    async def quality(request: Request) -> AlertQuality:
+        """The figures over everything the incident history holds (BADBUZZ_COUNTER_TTL_S)."""
+        now_ms = int(time.time() * 1000)
+        return await read_alert_quality(console(request).history, since_ms=now_ms - settings.counter_ttl_s * 1000, until_ms=now_ms)
+
+    @app.get("/api/v1/quality", tags=["api"], summary="Alert quality: time to acknowledge, false alarms per signal and scope, incidents a week, silenced")
+    async def api_quality(request: Request):
+        await api_user(request, "viewer")
+        q = await quality(request)
+        return {"since": iso(q.since_ms), "until": iso(q.until_ms), **q.to_dict()}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request):
+        return Response(exposition(await quality(request)), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/quality", include_in_schema=False)
+    async def quality_page(request: Request):
+        who = await page_user(request)
+        q = await quality(request)
+        return render(request, "quality.html", who, q=q.to_dict(), since=iso(q.since_ms), until=iso(q.until_ms))
 
     @app.post("/slack/actions", include_in_schema=False)
     async def slack_actions(request: Request, background: BackgroundTasks):
