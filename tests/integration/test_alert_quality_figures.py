@@ -20,6 +20,7 @@ from badbuzz.report import build_report, period_ending
 from config.connections import redis_client
 from config.settings import Settings
 from tests.integration.test_incident_lifecycle import _token, running_console
+from tests.integration.test_slack_actions import _cli
 from tests.unit.test_alert_quality import DAY, history
 
 pytestmark = pytest.mark.integration
@@ -77,14 +78,23 @@ async def test_the_figures_match_the_recorded_actions_everywhere_they_are_shown(
     assert report["alert_quality"] == EXPECTED
 
     auth = {"Authorization": f"Bearer {_token(settings)}"}
+    _cli(settings, "users", "add", "vic", "--role", "viewer", "--password-stdin", stdin="viewer password 1\n")
     with running_console(settings, tmp_path / "console.log") as base:
         api = httpx.get(f"{base}/api/v1/quality", headers=auth).json()
         metrics = httpx.get(f"{base}/metrics").text.splitlines()
+        with httpx.Client(base_url=base) as browser:
+            csrf = browser.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
+            assert browser.post("/login", data={"name": "vic", "password": "viewer password 1", "csrf": csrf, "next": "/quality"}).status_code == 303
+            page = browser.get("/quality").text
     assert {k: v for k, v in api.items() if k not in ("since", "until", "incidents_per_week")} == {
         k: v for k, v in EXPECTED.items() if k != "incidents_per_week"
     }
     # The console's period ends at its own now, a moment after the test's.
     assert api["incidents_per_week"] == pytest.approx(1.5, abs=0.001)
+    assert "<tr><th>Incidents</th><td>3 (1.5 a week)</td></tr>" in page
+    assert "median 120 s, 90th percentile 600 s, longest 600 s" in page
+    assert "<tr><td>negative_rate</td><td>all</td><td>2</td><td>1</td><td>50.0%</td></tr>" in page
+    assert "<tr><th>Silenced notifications</th><td>3</td></tr>" in page
     for line in ("badbuzz_incident_ack_seconds_count 2.0", "badbuzz_incident_ack_seconds_sum 720.0", "badbuzz_incidents 3.0",
                  'badbuzz_false_alarm_ratio{scope="all",signal="negative_rate"} 0.5', "badbuzz_silenced_notifications 3.0"):
         assert line in metrics, line
