@@ -30,6 +30,7 @@ from alerting.alert import iso
 from alerting.feedback import InvalidFeedback, make_feedback, send_feedback
 from alerting.incidents import IncidentHistory, IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
+from alerting.presets import SCALES, InvalidPreset, Presets, preset_config
 from alerting.quality import AlertQuality, read_alert_quality
 from alerting.rules import RuleConfig
 from alerting.runtime import hour_ttl_s, sink_names
@@ -95,6 +96,10 @@ class SilenceBody(BaseModel):
     reason: str
 
 
+class PresetBody(BaseModel):
+    preset: str
+
+
 class FeedbackRequest(BaseModel):
     post_id: str
     label: Literal["negative", "not_negative", "positive"]
@@ -119,6 +124,8 @@ class Console:
         self.reader = Reader(counters, incidents, history, cfg, ScopeMatcher(s.watch_terms).scopes, silences=self.silences)
         self.actions = IncidentActions(incidents, history, counters, cfg)
         self.history = history
+        self.presets = Presets(self.redis, prefix=s.redis_prefix)
+        self.rule = cfg
         self.models = Models(s)
         self.pages = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.pages.filters["pct"] = lambda v: "-" if v is None else f"{v:.1%}"
@@ -394,6 +401,50 @@ def create_app(settings: Settings) -> FastAPI:
         who = await page_user(request)
         q = await quality(request)
         return render(request, "quality.html", who, q=q.to_dict(), since=iso(q.since_ms), until=iso(q.until_ms))
+
+    async def presets_now(request: Request) -> dict:
+        c = console(request)
+        version, chosen = await c.presets.current()
+        mapping = {
+            name: {k: getattr(preset_config(c.rule, name), k) for k in ("margin", "warning_margin", "critical_margin", "p_value")} for name in SCALES
+        }
+        return {"version": version, "scopes": {scope: chosen.get(scope, "balanced") for scope in c.reader.scopes}, "presets": mapping}
+
+    async def set_preset(request: Request, who: Principal, scope: str, preset: str) -> dict:
+        if scope not in console(request).reader.scopes:
+            raise ApiError(404, f"no scope {scope!r}: one of {', '.join(console(request).reader.scopes)}")
+        try:
+            version = await console(request).presets.set(scope, preset)
+        except InvalidPreset as exc:
+            raise ApiError(422, str(exc)) from None
+        await console(request).accounts.audit(who.who, "preset changed", f"{scope}: {preset} (version {version})")
+        return {"scope": scope, "preset": preset, "version": version}
+
+    @app.get("/api/v1/presets", tags=["api"], summary="Each scope's sensitivity preset, and what each preset sets")
+    async def api_presets(request: Request):
+        await api_user(request, "viewer")
+        return await presets_now(request)
+
+    @app.put("/api/v1/presets/{scope}", tags=["api"], summary="Put a scope on a sensitivity preset (admin); workers follow within a timer period")
+    async def api_set_preset(request: Request, scope: str, body: PresetBody):
+        return await set_preset(request, await api_user(request, "admin"), scope, body.preset)
+
+    @app.get("/admin/presets", include_in_schema=False)
+    async def presets_page(request: Request):
+        return await presets_view(request, await page_user(request, "admin"))
+
+    async def presets_view(request: Request, who: Principal, *, status: int = 200, message: str = "", failed: bool = False):
+        return render(request, "presets.html", who, status=status, now=await presets_now(request), message=message, failed=failed)
+
+    @app.post("/admin/presets", include_in_schema=False)
+    async def presets_post(request: Request):
+        form = await _form(request)
+        who = await page_user(request, "admin", form=form)
+        try:
+            done = await set_preset(request, who, form.get("scope", ""), form.get("preset", ""))
+        except ApiError as exc:
+            return await presets_view(request, who, status=exc.status, message=exc.message, failed=True)
+        return await presets_view(request, who, message=f"{done['scope']} is {done['preset']} (version {done['version']}); workers follow within a minute.")
 
     @app.post("/slack/actions", include_in_schema=False)
     async def slack_actions(request: Request, background: BackgroundTasks):
