@@ -77,10 +77,13 @@ class Escalator:
         content: AlertContent,
         idle_s: float,
         clock: Callable[[], float] = time.time,
+        cfg_for: Callable[[str], RuleConfig] | None = None,
     ):
         self.counters = counters
         self.incidents = incidents
         self.cfg = cfg
+        # The decision's settings per scope (its sensitivity preset); windows and baselines use ``cfg``.
+        self.cfg_for = cfg_for or (lambda scope: cfg)
         self.scopes = list(dict.fromkeys([GLOBAL_SCOPE, *scopes]))
         self.model_info = model_info
         self.content = content
@@ -112,7 +115,7 @@ class Escalator:
         alerts = []
         for signal, scope in keys:
             incident = current[(signal, scope)]
-            decision = decide(signal, observations[scope], incident.episode if incident else None, self.cfg)
+            decision = decide(signal, observations[scope], incident.episode if incident else None, self.cfg_for(scope))
             if decision is None:
                 continue
             alert = await self._announce(incident, signal, scope, decision, observations[scope])

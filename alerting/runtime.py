@@ -17,6 +17,7 @@ from alerting.escalation import WINDOW_SIGNALS, AlertContent, Escalator
 from alerting.feedback import MODEL_SCOPE, FeedbackProcessor, FeedbackStore, ModelQualityMonitor, feedback_log
 from alerting.incidents import IncidentHistory, IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
+from alerting.presets import Presets, ScopeConfigs
 from alerting.rules import RuleConfig, Signal
 from alerting.silences import Silences
 from alerting.sinks import AlertSink, ConsoleSink, KafkaSink, on_topic
@@ -69,13 +70,13 @@ def build_sinks(settings: Settings, publish_alert: Publish, redis: aioredis.Redi
         sinks.append(
             SlackBotSink(
                 s.slack_bot_token.get_secret_value(), s.slack_channel, redis,
-                prefix=s.redis_prefix, ttl_s=s.outbox_retention_s, base_url=s.slack_api_url, timeout_s=s.outbox_send_timeout_s,
+                prefix=s.redis_prefix, ttl_s=s.outbox_retention_s, base_url=s.slack_api_url, timeout_s=s.outbox_send_timeout_s, console_url=s.console_url,
             )
         )
     elif s.slack_webhook_url is not None:
-        sinks.append(SlackWebhookSink(s.slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
+        sinks.append(SlackWebhookSink(s.slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s, console_url=s.console_url))
     if s.renotify_slack_webhook_url is not None:
-        sinks.append(RenotifyWebhookSink(s.renotify_slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
+        sinks.append(RenotifyWebhookSink(s.renotify_slack_webhook_url.get_secret_value(), timeout_s=s.outbox_send_timeout_s, console_url=s.console_url))
     if s.appinsights_connection_string is not None:
         sinks.append(AppInsightsSink(s.appinsights_connection_string.get_secret_value(), timeout_s=s.outbox_send_timeout_s))
     return sinks
@@ -131,7 +132,15 @@ class AlertingRuntime:
         s = self.settings
         return Escalator(
             self.counters, self.incidents, self.cfg, self.scopes, self.model_info, content=AlertContent.from_settings(s), idle_s=s.alert_idle_s,
+            cfg_for=self.scope_configs,
         )
+
+    @cached_property
+    def scope_configs(self) -> ScopeConfigs:
+        def changed(chosen: dict[str, str]) -> None:
+            log.info("sensitivity presets: %s", ", ".join(f"{scope}={preset}" for scope, preset in sorted(chosen.items())) or "all balanced")
+
+        return ScopeConfigs(self.cfg, Presets(self.redis, prefix=self.settings.redis_prefix), on_change=changed)
 
     @cached_property
     def delivery(self) -> Delivery:
@@ -158,6 +167,7 @@ class AlertingRuntime:
     async def tick(self) -> None:
         """The timer: evaluate windows at the event clock, the model-quality window, and
         re-notify the critical incidents nobody took."""
+        await self.scope_configs.refresh()
         await self.escalator.tick()
         await self.model_quality.check(int(time.time() * 1000))
         await self.renotifier.check()

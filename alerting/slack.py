@@ -25,6 +25,10 @@ _RESPONSE_ICONS = {
     "note": ":memo:", "renotified": ":rotating_light:",
 }
 _ENDED = ("resolved", "false_alarm")
+# Announcements that page someone carry the buttons; the console's POST /slack/actions
+# takes the clicks (action ids below, the incident id as the value).
+_PAGING = ("opened", "escalated", "reopened", "renotified")
+BUTTONS = {"badbuzz_acknowledge": "Acknowledge", "badbuzz_snooze_60": "Snooze 1 h", "badbuzz_false_alarm": "False alarm"}
 
 
 class SlackDeliveryError(RuntimeError):
@@ -71,7 +75,39 @@ def _context(alert: Alert) -> dict:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}
 
 
-def blocks(alert: Alert) -> list[dict]:
+def buttons(alert: Alert, console_url: str = "") -> dict | None:
+    """The actions block of a paging announcement (None for any other)."""
+    if alert.action not in _PAGING:
+        return None
+    elements: list[dict] = [
+        {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": label}, "value": alert.incident_id}
+        for action_id, label in BUTTONS.items()
+    ]
+    elements[0]["style"] = "primary"
+    elements[2]["style"] = "danger"
+    if console_url:
+        elements.append({
+            "type": "button", "action_id": "badbuzz_open", "text": {"type": "plain_text", "text": "Open in console"},
+            "url": f"{console_url.rstrip('/')}/incidents/{quote(alert.incident_id, safe='')}",
+        })
+    return {"type": "actions", "block_id": f"badbuzz:{alert.alert_id}"[:255], "elements": elements}
+
+
+def blocks(alert: Alert, console_url: str = "") -> list[dict]:
+    out = _blocks(alert)
+    actions = buttons(alert, console_url)
+    return out if actions is None else [*out[:-1], actions, out[-1]]
+
+
+def answered(alert: Alert, done: Alert) -> list[dict]:
+    """The attachments of ``alert``'s message once a responder acted on it from Slack:
+    no buttons, and a line saying who did what (``done`` is that announcement)."""
+    out = _blocks(alert)
+    said = {"type": "section", "text": {"type": "mrkdwn", "text": f"{_RESPONSE_ICONS[done.action]} {_escape(done.response_line)}"}}
+    return [{"color": colour(alert), "fallback": _escape(alert.headline), "blocks": [*out[:-1], said, out[-1]]}]
+
+
+def _blocks(alert: Alert) -> list[dict]:
     if alert.is_response:
         return [
             {"type": "header", "text": {"type": "plain_text", "text": f"{_RESPONSE_ICONS[alert.action]} {alert.headline}"[:150], "emoji": True}},
@@ -105,18 +141,19 @@ def blocks(alert: Alert) -> list[dict]:
     return out
 
 
-def attachments(alert: Alert) -> list[dict]:
-    return [{"color": colour(alert), "fallback": _escape(alert.headline), "blocks": blocks(alert)}]
+def attachments(alert: Alert, console_url: str = "") -> list[dict]:
+    return [{"color": colour(alert), "fallback": _escape(alert.headline), "blocks": blocks(alert, console_url)}]
 
 
 class SlackWebhookSink:
     name = "slack"
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0):
+    def __init__(self, url: str, *, timeout_s: float = 10.0, console_url: str = ""):
         self.client = AsyncWebhookClient(url, timeout=int(timeout_s))
+        self.console_url = console_url
 
     async def send(self, alert: Alert) -> None:
-        response = await self.client.send(text=_escape(alert.headline), attachments=attachments(alert))
+        response = await self.client.send(text=_escape(alert.headline), attachments=attachments(alert, self.console_url))
         if response.status_code != 200:
             raise SlackDeliveryError(f"Slack webhook answered {response.status_code}: {str(response.body)[:200]}")
 
@@ -145,8 +182,10 @@ class SlackBotSink:
         ttl_s: int,
         base_url: str = AsyncWebClient.BASE_URL,
         timeout_s: float = 10.0,
+        console_url: str = "",
     ):
         self.client = AsyncWebClient(token=token, base_url=base_url, timeout=int(timeout_s))
+        self.console_url = console_url
         self.channel = channel
         self.redis = redis
         self.prefix = prefix
@@ -168,7 +207,7 @@ class SlackBotSink:
         if thread is not None:
             channel, thread_ts = thread.decode().split("|", 1)
             kwargs = {"thread_ts": thread_ts, "reply_broadcast": alert.action in ("escalated", "renotified")}
-        response = await self.client.chat_postMessage(channel=channel, text=_escape(alert.headline), attachments=attachments(alert), **kwargs)
+        response = await self.client.chat_postMessage(channel=channel, text=_escape(alert.headline), attachments=attachments(alert, self.console_url), **kwargs)
         if not response.get("ok"):
             raise SlackDeliveryError(f"chat.postMessage failed: {response.get('error')}")
         ts = str(response["ts"])

@@ -451,17 +451,41 @@ def users() -> None:
 @users.command("add")
 @click.argument("name")
 @click.option("--role", type=ROLE, required=True)
-@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from the first line of stdin.")
-def users_add(name: str, role: str, password_stdin: bool) -> None:
-    """Add an account, or replace its role and password."""
-    password = sys.stdin.readline().rstrip("\n")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@click.option("--slack-user", default=None, help="Slack user id (U0123ABCD) that acts as this account from Slack's buttons.")
+def users_add(name: str, role: str, password_stdin: bool, slack_user: str | None) -> None:
+    """Add an account, or replace its role (and password, with --password-stdin)."""
+    if not password_stdin and slack_user is None:
+        raise click.UsageError("give --password-stdin (to sign in to the console), --slack-user (to act from Slack), or both")
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
 
     async def add(accounts):
         await accounts.add_user(name, role, password)
         await accounts.audit("cli", "user added", f"{name} ({role})")
+        if slack_user is not None:
+            await accounts.link_slack(name, slack_user)
+            await accounts.audit("cli", "slack user linked", f"{name}: {slack_user}")
 
     _accounts(add)
-    click.echo(f"{name} ({role}) can sign in to the console")
+    if password_stdin:
+        click.echo(f"{name} ({role}) can sign in to the console")
+    if slack_user is not None:
+        click.echo(f"{name} ({role}) acts from Slack as {slack_user}")
+
+
+@users.command("link")
+@click.argument("name")
+@click.option("--slack-user", required=True, help="Slack user id (U0123ABCD) that acts as this account from Slack's buttons.")
+def users_link(name: str, slack_user: str) -> None:
+    """Let a Slack user act as an existing account (its role decides what it may do)."""
+
+    async def link(accounts):
+        await accounts.link_slack(name, slack_user)
+        await accounts.audit("cli", "slack user linked", f"{name}: {slack_user}")
+        return await accounts.role_of(name)
+
+    role = _accounts(link)
+    click.echo(f"{name} ({role}) acts from Slack as {slack_user}")
 
 
 @users.command("remove")

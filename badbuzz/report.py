@@ -18,7 +18,9 @@ import redis.asyncio as aioredis
 
 from alerting.alert import Alert
 from alerting.feedback import FeedbackStore
+from alerting.incidents import IncidentHistory
 from alerting.outbox import Outbox, OutboxConfig
+from alerting.quality import read_alert_quality
 from config.connections import redis_client
 from config.settings import Settings
 from counting.counters import Counters
@@ -188,6 +190,7 @@ async def build_report(settings: Settings, period: Period, *, redis: aioredis.Re
             "period": {"since": iso(period.since_ms), "until": iso(period.until_ms)},
             "volumes": await volumes(redis, settings, period),
             "incidents": await incidents(redis, settings, period),
+            "alert_quality": (await read_alert_quality(IncidentHistory(redis, prefix=prefix), since_ms=period.since_ms, until_ms=period.until_ms)).to_dict(),
             "feedback": feedback_summary(await feedback.submitted_since(period.since_ms)),
             "models": shadow_rows(await ShadowStore(redis, prefix=prefix).totals(period.hours.start, period.hours.stop - 1)),
             "drift": await drift_summary(redis, prefix, period),
@@ -207,6 +210,25 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} s"
+
+
+def quality_lines(q: dict) -> list[str]:
+    ack = q["ack_seconds"]
+    lines = [
+        f"{q['incidents']} incident(s) opened ({q['incidents_per_week']:.1f} a week); {q['acknowledged']} acknowledged, "
+        f"time to acknowledge median {_seconds(ack['median'])}, 90th percentile {_seconds(ack['p90'])}, longest {_seconds(ack['max'])}; "
+        f"{q['false_alarms']} false alarm(s); {q['silenced_notifications']} notification(s) silenced."
+    ]
+    if q["false_alarm_ratio"]:
+        lines += [""] + _table(
+            ["signal", "scope", "incidents", "false alarms", "share"],
+            [[r["signal"], r["scope"], str(r["incidents"]), str(r["false_alarms"]), _pct(r["ratio"])] for r in q["false_alarm_ratio"]],
+        )
+    return lines
 
 
 def render_markdown(report: dict) -> str:
@@ -237,6 +259,7 @@ def render_markdown(report: dict) -> str:
         )
     else:
         lines.append("None.")
+    lines += ["", "## Alert quality", "", *quality_lines(report["alert_quality"])]
     lines += ["", "## Feedback", ""]
     labels = ", ".join(f"{label} {n}" for label, n in f["labels"].items()) or "-"
     lines.append(

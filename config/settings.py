@@ -178,6 +178,10 @@ class Settings(BaseSettings):
     # Failed sign-ins allowed per account and client address within the window.
     console_login_attempts: int = Field(default=5, ge=1)
     console_login_window_s: int = Field(default=900, ge=1)
+    # The console's address as people reach it: alerts link to their incident page there.
+    console_url: str = ""
+    # Slack app's signing secret: the console acts on button clicks only when they carry its signature.
+    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias="SLACK_SIGNING_SECRET")
 
     # MLflow
     mlflow_tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")

@@ -5,11 +5,13 @@ Key layout (``P`` is the Redis prefix): ``P:console:user:<name>`` (hash: role, a
 password hash, created), ``P:console:users`` (set of names), ``P:console:token:<sha256>``
 (hash: name, role, created; the token itself is never stored), ``P:console:tokens`` (hash:
 token name -> sha256), ``P:console:session:<id>`` (hash: user, csrf; expires with the
-session), ``P:console:login:<user>|<address>`` (failed sign-ins in the current window) and
+session), ``P:console:slack:<Slack user id>`` (the account that Slack user acts as; the
+user hash keeps ``slack_user`` too), ``P:console:login:<user>|<address>`` (failed sign-ins in the current window) and
 ``P:console:audit`` (a stream: who, what, detail; capped)."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ ROLES = ("viewer", "responder", "admin")
 AUDIT_MAX = 100_000
 MAX_NAME_CHARS = 64
 MIN_PASSWORD_CHARS = 12
+
+_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 _hasher = PasswordHasher()
 # Verified when the account does not exist, so that a wrong name costs as long as a wrong password.
@@ -62,6 +66,12 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_slack_user(slack_user: str) -> str:
+    if not _SLACK_USER.fullmatch(slack_user):
+        raise AccountError(f"a Slack user id looks like U0123ABCD, got {slack_user!r}")
+    return slack_user
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -86,22 +96,58 @@ class Accounts:
 
     # --- people ---------------------------------------------------------------------
 
-    async def add_user(self, name: str, role: str, password: str) -> None:
+    async def add_user(self, name: str, role: str, password: str | None) -> None:
+        """Add an account or change its role; ``password`` None keeps the one it has (an
+        account that never had one cannot sign in: it acts from Slack only)."""
         check_name(name)
         check_role(role)
-        if len(password) < MIN_PASSWORD_CHARS:
-            raise AccountError(f"a password has at least {MIN_PASSWORD_CHARS} characters")
+        fields: dict = {"role": role, "created": int(time.time())}
+        if password is not None:
+            if len(password) < MIN_PASSWORD_CHARS:
+                raise AccountError(f"a password has at least {MIN_PASSWORD_CHARS} characters")
+            fields["password"] = _hasher.hash(password)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self._user(name), mapping={"role": role, "password": _hasher.hash(password), "created": int(time.time())})
+        pipe.hset(self._user(name), mapping=fields)
         pipe.sadd(f"{self.base}:users", name)
         await pipe.execute()
 
     async def remove_user(self, name: str) -> bool:
+        slack_user = await self.redis.hget(self._user(name), "slack_user")
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self._user(name))
         pipe.srem(f"{self.base}:users", name)
-        removed, _ = await pipe.execute()
+        if slack_user is not None:
+            pipe.delete(self._slack(slack_user.decode()))
+        removed = (await pipe.execute())[0]
         return bool(removed)
+
+    def _slack(self, slack_user: str) -> str:
+        return f"{self.base}:slack:{slack_user}"
+
+    async def link_slack(self, name: str, slack_user: str) -> None:
+        """Let Slack user ``slack_user`` act as account ``name`` (one account per Slack
+        user; the account's earlier Slack user, if any, is unlinked)."""
+        check_slack_user(slack_user)
+        if await self.role_of(name) is None:
+            raise AccountError(f"no console account {name!r}")
+        before = await self.redis.hget(self._user(name), "slack_user")
+        other = await self.redis.get(self._slack(slack_user))
+        pipe = self.redis.pipeline(transaction=True)
+        if before is not None and before.decode() != slack_user:
+            pipe.delete(self._slack(before.decode()))
+        if other is not None and other.decode() != name:
+            pipe.hdel(self._user(other.decode()), "slack_user")
+        pipe.set(self._slack(slack_user), name)
+        pipe.hset(self._user(name), "slack_user", slack_user)
+        await pipe.execute()
+
+    async def slack_account(self, slack_user: str) -> Principal | None:
+        """The account a Slack user acts as, with its current role (None: not linked)."""
+        name = await self.redis.get(self._slack(slack_user))
+        if name is None:
+            return None
+        role = await self.role_of(name.decode())
+        return None if role is None else Principal(name.decode(), role)
 
     async def users(self) -> list[dict]:
         names = sorted(n.decode() for n in await self.redis.smembers(f"{self.base}:users"))

@@ -18,9 +18,9 @@ from typing import Literal
 from urllib.parse import parse_qs, quote
 
 from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from redis.exceptions import RedisError
@@ -30,13 +30,17 @@ from alerting.alert import iso
 from alerting.feedback import InvalidFeedback, make_feedback, send_feedback
 from alerting.incidents import IncidentHistory, IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
+from alerting.presets import SCALES, InvalidPreset, Presets, preset_config
+from alerting.quality import AlertQuality, read_alert_quality
 from alerting.rules import RuleConfig
 from alerting.runtime import hour_ttl_s, sink_names
 from alerting.silences import InvalidSilence, Silences
 from config.connections import redis_client
 from config.settings import Settings
 from console.accounts import AccountError, Accounts, Principal
+from console.quality import exposition
 from console.scoring import Models, describe, explain
+from console.slack import MAX_BODY_BYTES, BadPayload, answer, parse, post_back, signed
 from console.views import BadQuery, IncidentFilter, Reader, parse_since
 from counting.counters import Counters
 from counting.terms import ScopeMatcher
@@ -92,6 +96,10 @@ class SilenceBody(BaseModel):
     reason: str
 
 
+class PresetBody(BaseModel):
+    preset: str
+
+
 class FeedbackRequest(BaseModel):
     post_id: str
     label: Literal["negative", "not_negative", "positive"]
@@ -118,6 +126,9 @@ class Console:
             silences=self.silences, future_tolerance_ms=s.future_tolerance_s * 1000,
         )
         self.actions = IncidentActions(incidents, history, counters, cfg)
+        self.history = history
+        self.presets = Presets(self.redis, prefix=s.redis_prefix)
+        self.rule = cfg
         self.models = Models(s)
         self.pages = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.pages.filters["pct"] = lambda v: "-" if v is None else f"{v:.1%}"
@@ -372,6 +383,92 @@ def create_app(settings: Settings) -> FastAPI:
         await api_user(request, "viewer")
         scope, minutes = chart_query(request)
         return await console(request).reader.windows(scope, minutes, console(request).models.display())
+
+    async def quality(request: Request) -> AlertQuality:
+        """The figures over everything the incident history holds (BADBUZZ_COUNTER_TTL_S)."""
+        now_ms = int(time.time() * 1000)
+        return await read_alert_quality(console(request).history, since_ms=now_ms - settings.counter_ttl_s * 1000, until_ms=now_ms)
+
+    @app.get("/api/v1/quality", tags=["api"], summary="Alert quality: time to acknowledge, false alarms per signal and scope, incidents a week, silenced")
+    async def api_quality(request: Request):
+        await api_user(request, "viewer")
+        q = await quality(request)
+        return {"since": iso(q.since_ms), "until": iso(q.until_ms), **q.to_dict()}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request):
+        return Response(exposition(await quality(request)), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/quality", include_in_schema=False)
+    async def quality_page(request: Request):
+        who = await page_user(request)
+        q = await quality(request)
+        return render(request, "quality.html", who, q=q.to_dict(), since=iso(q.since_ms), until=iso(q.until_ms))
+
+    async def presets_now(request: Request) -> dict:
+        c = console(request)
+        version, chosen = await c.presets.current()
+        mapping = {
+            name: {k: getattr(preset_config(c.rule, name), k) for k in ("margin", "warning_margin", "critical_margin", "p_value")} for name in SCALES
+        }
+        return {"version": version, "scopes": {scope: chosen.get(scope, "balanced") for scope in c.reader.scopes}, "presets": mapping}
+
+    async def set_preset(request: Request, who: Principal, scope: str, preset: str) -> dict:
+        if scope not in console(request).reader.scopes:
+            raise ApiError(404, f"no scope {scope!r}: one of {', '.join(console(request).reader.scopes)}")
+        try:
+            version = await console(request).presets.set(scope, preset)
+        except InvalidPreset as exc:
+            raise ApiError(422, str(exc)) from None
+        await console(request).accounts.audit(who.who, "preset changed", f"{scope}: {preset} (version {version})")
+        return {"scope": scope, "preset": preset, "version": version}
+
+    @app.get("/api/v1/presets", tags=["api"], summary="Each scope's sensitivity preset, and what each preset sets")
+    async def api_presets(request: Request):
+        await api_user(request, "viewer")
+        return await presets_now(request)
+
+    @app.put("/api/v1/presets/{scope}", tags=["api"], summary="Put a scope on a sensitivity preset (admin); workers follow within a timer period")
+    async def api_set_preset(request: Request, scope: str, body: PresetBody):
+        return await set_preset(request, await api_user(request, "admin"), scope, body.preset)
+
+    @app.get("/admin/presets", include_in_schema=False)
+    async def presets_page(request: Request):
+        return await presets_view(request, await page_user(request, "admin"))
+
+    async def presets_view(request: Request, who: Principal, *, status: int = 200, message: str = "", failed: bool = False):
+        return render(request, "presets.html", who, status=status, now=await presets_now(request), message=message, failed=failed)
+
+    @app.post("/admin/presets", include_in_schema=False)
+    async def presets_post(request: Request):
+        form = await _form(request)
+        who = await page_user(request, "admin", form=form)
+        try:
+            done = await set_preset(request, who, form.get("scope", ""), form.get("preset", ""))
+        except ApiError as exc:
+            return await presets_view(request, who, status=exc.status, message=exc.message, failed=True)
+        return await presets_view(request, who, message=f"{done['scope']} is {done['preset']} (version {done['version']}); workers follow within a minute.")
+
+    @app.post("/slack/actions", include_in_schema=False)
+    async def slack_actions(request: Request, background: BackgroundTasks):
+        secret = settings.slack_signing_secret
+        if secret is None:
+            return JSONResponse({"error": "Slack buttons are off: SLACK_SIGNING_SECRET is not set"}, status_code=503)
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return JSONResponse({"error": "request too large"}, status_code=413)
+        headers = request.headers
+        if not signed(secret.get_secret_value(), headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature"), body, now_s=time.time()):
+            log.warning("Slack action refused: bad or stale signature (%s)", _address(request))
+            return JSONResponse({"error": "bad or stale Slack signature"}, status_code=401)
+        try:
+            click = parse(body)
+        except BadPayload as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        c = console(request)
+        reply = await answer(click, c.accounts, c.actions, c.history)
+        background.add_task(post_back, click.response_url, reply, timeout_s=settings.outbox_send_timeout_s)
+        return reply
 
     # --- pages -----------------------------------------------------------------------
 

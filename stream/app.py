@@ -88,6 +88,14 @@ def register_alerting(app: faust.App, settings: Settings, alerting: AlertingRunt
         alerting.attach_feedback_telemetry()
         await alerting.delivery.run()
 
+    @app.task
+    async def load_presets() -> None:
+        # The batches decide from the start; the timer would load the presets only at its first tick.
+        try:
+            await alerting.scope_configs.refresh()
+        except Exception as exc:
+            log.warning("sensitivity presets not read at start (%s): the timer reads them", error_class(exc))
+
     @app.timer(settings.alert_eval_interval_s)
     async def evaluate_on_timer() -> None:
         # A quiet stream has no batches to evaluate after: this resolves its incidents.

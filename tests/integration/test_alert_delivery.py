@@ -82,13 +82,14 @@ async def test_slack_webhook_posts_block_kit_with_the_severity_colour():
     assert first["text"] == "Bad buzz [CRITICAL] on all posts"
     (attachment,) = first["attachments"]
     assert attachment["color"] == COLOURS["critical"] == "#E01E5A"
-    header, numbers, fields, drivers, context = attachment["blocks"]
+    header, numbers, fields, drivers, buttons, context = attachment["blocks"]
     assert header["text"]["text"] == ":rotating_light: Bad buzz [CRITICAL] on all posts"
     assert numbers["text"]["text"].startswith("negative rate 80.0% over 15 min (480/600 posts), 85.0% over the last 5 min, vs baseline 60.0%")
     assert [f["text"] for f in fields["fields"]][:4] == [
         "*Negative rate*\n80.0% (480/600)", "*Baseline*\n60.0% (trailing)", "*Volume*\n600 posts (usual 590)", "*p-value*\n1e-12",
     ]
     assert drivers["text"]["text"] == "*Drivers:* `cancelled` (120 vs 4), `hold` (80 vs 9)\n*Example posts:* `1001`, `1002`"
+    assert [b["text"]["text"] for b in buttons["elements"]] == ["Acknowledge", "Snooze 1 h", "False alarm"]
     assert context["elements"][0]["text"] == (
         "incident `rate-all-20260101T1200-abcd1234` · alert `rate-all-20260101T1200-abcd1234.1` · <https://example.test/incidents/x|look it up>"
     )

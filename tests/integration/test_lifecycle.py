@@ -468,7 +468,8 @@ def test_report_cli_writes_json_and_rejects_a_bad_period(live_services, tmp_path
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"report written to {out}\n"
     body = orjson.loads(out.read_bytes())
-    assert set(body) == {"period", "volumes", "incidents", "feedback", "models", "drift"}
+    assert set(body) == {"period", "volumes", "incidents", "alert_quality", "feedback", "models", "drift"}
+    assert (body["alert_quality"]["incidents"], body["alert_quality"]["silenced_notifications"]) == (0, 0)
     assert body["volumes"]["scopes"]["all"] == {"posts": 0, "negative": 0, "negative_rate": None}
     bad = subprocess.run([sys.executable, "-m", "badbuzz.cli", "report", "--since", "yesterday"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2

@@ -61,7 +61,7 @@ def test_no_mention_link_or_open_code_span_can_come_from_alert_fields(incident_i
 def test_markup_in_terms_and_ids_is_shown_as_text():
     sent = alert("inc-1", ["`a`\n*b*", "<!channel>", "@here"], ["1 & 2"], "delay", "m <@U1>", [], "negative_rate")
 
-    _, _, _, drivers, context = blocks(sent)
+    _, _, _, drivers, _buttons, context = blocks(sent)
 
     assert drivers["text"]["text"] == (
         "*Drivers:* `\u02cba\u02cb *b*` (3 vs 1), `&lt;!channel&gt;` (3 vs 1), `@\u2060here` (3 vs 1)\n*Example posts:* `1 &amp; 2`"
