@@ -68,3 +68,74 @@ async def test_an_admin_changes_a_scopes_preset_and_the_rule_follows_at_the_next
         ("token:ops", "preset changed", "term:delay: balanced (version 2)"),
         ("token:ops", "preset changed", "term:delay: strict (version 1)"),
     ]
+
+
+SEVERITY_RANK = {"watch": 0, "warning": 1, "critical": 2}
+
+
+async def _burst_alerts(settings: Settings, tmp_path, *, preset: str | None) -> list[dict]:
+    """Replays the same day with a burst into a running worker; when ``preset`` is given it
+    is set only after the worker has started, and the worker's log must show it was taken."""
+    import time
+
+    import orjson
+
+    from badbuzz import replay as rp
+    from config.topics import ensure_topics
+    from counting.counters import Counters
+    from counting.windows import minute_of
+    from tests.conftest import running_worker, wait_for
+    from tests.integration.test_end_to_end import drain
+
+    posts = rp.load_posts("airline", seed=11)
+    calm, negatives = posts[:1200], [p for p in posts if p.negative]
+    plan = rp.schedule(calm, negatives, [rp.Burst(at_min=45, count=600, duration_min=10, term="delay")], per_minute=20)
+    end_ms = int(time.time() * 1000)
+    messages = rp.to_messages(plan, end_ms=end_ms, run_id="preset")
+    first, last = minute_of(end_ms - plan[-1].offset_ms), minute_of(end_ms)
+    await ensure_topics(settings, [settings.topic_raw, settings.topic_dlq, settings.topic_alerts])
+    redis = redis_client(settings)
+    counters = Counters(redis, prefix=settings.redis_prefix, ttl_s=settings.counter_ttl_s)
+    log_path = tmp_path / f"worker-{preset or 'balanced'}.log"
+    try:
+        with running_worker(settings, log_path) as worker:
+            async def started():
+                return "Worker: Ready" in log_path.read_text() or "[^Worker]: Ready" in log_path.read_text()
+
+            await wait_for(started, timeout=120, what="the worker to start", process=worker)
+            if preset is not None:
+                await Presets(redis, prefix=settings.redis_prefix).set("all", preset)
+
+                async def taken():
+                    return f"sensitivity presets: all={preset}" in log_path.read_text()
+
+                await wait_for(taken, timeout=30, what=f"the running worker to take the {preset} preset", process=worker)
+            await rp.produce(messages, settings=settings, topic=settings.topic_raw, rate=0)
+
+            async def counted():
+                return (await counters.window("all", last, last - first + 1)).total == len(messages)
+
+            await wait_for(counted, timeout=120, what="every post counted", process=worker)
+            return [orjson.loads(r.value) for r in await drain(settings, settings.topic_alerts)]
+    finally:
+        await redis.aclose()
+
+
+async def test_a_preset_set_on_a_running_worker_changes_what_alerts(isolated, tmp_path):
+    """The same burst, replayed into a worker left balanced and into one put on strict after
+    it started: the strict worker takes the change without a restart and pages less."""
+    fast = {"alert_eval_interval_s": 2.0, "watch_terms": []}
+    balanced = await _burst_alerts(isolated.model_copy(update=fast), tmp_path, preset=None)
+    tag = uuid.uuid4().hex[:10]
+    strict_settings = isolated.model_copy(update={
+        **fast, "topic_raw": f"s-{tag}.raw", "topic_dlq": f"s-{tag}.dlq", "topic_alerts": f"s-{tag}.alerts",
+        "topic_feedback": f"s-{tag}.feedback", "redis_prefix": f"test:{tag}", "app_id": f"badbuzz-test-{tag}", "web_port": free_port(),
+    })
+    strict = await _burst_alerts(strict_settings, tmp_path, preset="strict")
+
+    def highest(alerts: list[dict]) -> int:
+        ranks = [SEVERITY_RANK[a["severity"]] for a in alerts if a["signal"] == "negative_rate" and a["action"] in ("opened", "escalated", "reopened")]
+        return max(ranks, default=-1)
+
+    assert highest(balanced) >= 0, balanced
+    assert highest(strict) < highest(balanced), (strict, balanced)
