@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 # An update whose predecessor is still queued looks again this soon.
 ORDER_WAIT_MS = 500
+# Recording a delivery Redis refused is tried again after this, doubling up to the maximum.
+ACK_RETRY_S = 0.2
+ACK_RETRY_MAX_S = 2.0
 # A renewed lease outlasts the send it covers by this much (Redis round trips, clock skew).
 LEASE_MARGIN_S = 5.0
 
@@ -96,5 +99,22 @@ class Delivery:
             attempts = await self.outbox.retry_later(sink.name, alert_id, now_ms=self._now_ms())
             log.warning("alert %s not delivered to %s (attempt %d): %s: %s", alert_id, sink.name, attempts, type(exc).__name__, str(exc)[:300])
             return
-        await self.outbox.ack(sink.name, alert_id)
+        await self._ack_delivered(sink, alert_id)
         log.info("alert %s delivered to %s", alert_id, sink.name)
+
+    async def _ack_delivered(self, sink: AlertSink, alert_id: str) -> None:
+        """Record a delivery, however long Redis refuses it: giving up here would leave the
+        alert queued and send it to the sink a second time."""
+        delay = ACK_RETRY_S
+        while True:
+            try:
+                await self.outbox.ack(sink.name, alert_id)
+            except RedisError as exc:
+                if delay == ACK_RETRY_S:
+                    log.error("alert %s reached %s but Redis refuses to record it (%s); retrying until it does", alert_id, sink.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, ACK_RETRY_MAX_S)
+                continue
+            if delay != ACK_RETRY_S:
+                log.info("delivery of alert %s to %s recorded", alert_id, sink.name)
+            return

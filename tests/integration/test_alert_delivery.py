@@ -598,3 +598,36 @@ async def test_the_kafka_sink_never_writes_an_alert_the_topic_already_holds(isol
     finally:
         await consumer.stop()
     assert sorted(orjson.loads(r.value)["alert_id"] for r in records) == sorted([first.alert_id, second.alert_id])
+
+
+async def test_a_delivery_redis_refuses_to_record_is_recorded_later_never_sent_again(redis, prefix, monkeypatch):
+    """The sink took the alert, then Redis refused the acknowledgement (out of memory, a
+    failover): delivery keeps trying to record it instead of leaving it queued to be sent
+    again."""
+    from redis.exceptions import OutOfMemoryError
+
+    import alerting.delivery as delivery
+
+    monkeypatch.setattr(delivery, "ACK_RETRY_S", 0.05)
+    sent: list[tuple[str, str]] = []
+    refusals = []
+
+    class RefusingOutbox(Outbox):
+        async def ack(self, sink, alert_id):
+            if len(refusals) < 3:
+                refusals.append(alert_id)
+                raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'")
+            await super().ack(sink, alert_id)
+
+    outbox = RefusingOutbox(redis, prefix=prefix, sinks=["slow"], cfg=FAST)
+    first = alert()
+    assert await outbox.enqueue(first, now_ms=int(time.time() * 1000))
+    task = asyncio.create_task(Delivery(outbox, [SlowSink("slow", 0.0, sent, "A")], send_timeout_s=2, poll_s=0.05).run())
+    try:
+        await _until(lambda: len(refusals) == 3 and len(sent) >= 1, timeout=10)
+        await asyncio.sleep(1)  # a resend would show up within this
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sent == [("A", first.alert_id)]
+    assert await outbox.is_delivered("slow", first.alert_id) and await outbox.pending("slow") == 0
