@@ -3,7 +3,6 @@ history, the live chart's numbers (one Redis read per scope and length every cou
 seconds, however many people watch), and scoring off the event loop."""
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,11 +12,9 @@ from alerting.incidents import IncidentHistory, IncidentStore
 from alerting.rules import RuleConfig, Signal
 from alerting.silences import Silences
 from counting.counters import Counters
-from counting.windows import GLOBAL_SCOPE, minute_of
-from stream.dashboard import SIGNALS, period_incidents, reads_for_chart, windows_payload
+from stream.dashboard import SIGNALS, ChartCache, build_chart, period_incidents
 
 # A chart is rebuilt at most this often per scope and length, whoever asks.
-CHART_CACHE_S = 2.0
 # Incidents read from the history for one chart, latest announced first.
 CHART_HISTORY_LIMIT = 500
 MISSING_TEXT = "some example posts have no text: a text is kept (masked) for BADBUZZ_COUNTER_TTL_S after its post was counted"
@@ -121,9 +118,7 @@ class Reader:
         self.cfg = cfg
         self.scopes = scopes
         self.future_tolerance_ms = future_tolerance_ms
-        self._clock = clock
-        self._chart_lock = asyncio.Lock()
-        self._charts: dict[tuple[str, int, str], tuple[float, dict]] = {}
+        self._charts = ChartCache(self._build_chart, clock=clock)
 
     async def incident_list(self, wanted: IncidentFilter, *, limit: int = 200) -> list[dict]:
         ids = await self.history.ids(since_ms=wanted.since_ms, limit=limit)
@@ -165,46 +160,21 @@ class Reader:
         }
 
     async def windows(self, scope: str, minutes: int, model: str) -> dict:
-        key = (scope, minutes, model)
-        async with self._chart_lock:
-            cached = self._charts.get(key)
-            if cached is not None and self._clock() - cached[0] < CHART_CACHE_S:
-                return cached[1]
-            payload = await self._build_chart(scope, minutes, model)
-            self._charts = {k: v for k, v in self._charts.items() if self._clock() - v[0] < CHART_CACHE_S}
-            self._charts[key] = (self._clock(), payload)
-            return payload
+        return await self._charts.get(scope, minutes, model)
 
     async def _build_chart(self, scope: str, minutes: int, model: str) -> dict:
-        watermark = await self.counters.watermark_ms()
-        end = minute_of(watermark or int(time.time() * 1000))
-        reads = reads_for_chart(end, minutes, self.cfg)
-        snapshot = await self.counters.snapshot(sorted({scope, GLOBAL_SCOPE}), reads.minutes, reads.hours)
-        found = await self.incidents.get_many([(signal, scope) for signal in SIGNALS])
-        first = end - minutes + 1
-        # Announced (wall clock) no earlier than the event minute decided, less what the
-        # feed may run ahead of the clock: every incident of the period is among these.
-        ids = await self.history.ids(since_ms=first * 60_000 - self.future_tolerance_ms, limit=CHART_HISTORY_LIMIT)
-        incidents = period_incidents(
-            [incident for incident in found.values() if incident is not None], await self.history.alerts(ids),
-            scope=scope, first_minute=first, end_minute=end,
-        )
-        return await asyncio.to_thread(
-            windows_payload,
-            scope=scope,
-            scopes=self.scopes,
-            minute_buckets=snapshot[scope][0],
-            global_minutes=snapshot[GLOBAL_SCOPE][0],
-            hour_buckets=snapshot[scope][1],
-            global_hours=snapshot[GLOBAL_SCOPE][1],
-            end_minute=end,
-            minutes=minutes,
-            cfg=self.cfg,
-            incidents=incidents,
-            watermark_ms=watermark or None,
-            model=model,
-            now_ms=int(time.time() * 1000),
-        )
+        async def period(end: int) -> list:
+            found = await self.incidents.get_many([(signal, scope) for signal in SIGNALS])
+            first = end - minutes + 1
+            # Announced (wall clock) no earlier than the event minute decided, less what the
+            # feed may run ahead of the clock: every incident of the period is among these.
+            ids = await self.history.ids(since_ms=first * 60_000 - self.future_tolerance_ms, limit=CHART_HISTORY_LIMIT)
+            return period_incidents(
+                [incident for incident in found.values() if incident is not None], await self.history.alerts(ids),
+                scope=scope, first_minute=first, end_minute=end,
+            )
+
+        return await build_chart(self.counters, scope=scope, scopes=self.scopes, minutes=minutes, cfg=self.cfg, model=model, incidents_for=period)
 
 
 def when(ms_or_iso: int | str | None) -> str:

@@ -1,11 +1,15 @@
 """What the live dashboard shows, computed from the counters: per minute the volume, the
 negative rate of the alert window ending there, and the escalation rule's baseline and
 alert level at that minute (the same ``alerting.history.baseline_at`` the escalator
-uses); plus the latest sliding windows and the scope's incidents. Pure; the Redis reads
-and the web views live in ``stream.web``."""
+uses); plus the latest sliding windows and the scope's incidents. The arithmetic is pure;
+``build_chart`` does the few reads one chart needs through the counters it is given, and
+``ChartCache`` shares each chart among the viewers asking for it (the worker's
+``stream.web`` and the console both serve charts through them)."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import accumulate
@@ -14,15 +18,19 @@ from alerting.alert import Alert, iso
 from alerting.history import baseline_at, reads_for
 from alerting.incidents import Incident
 from alerting.rules import Baseline, Episode, RuleConfig, Severity, Signal
-from counting.counters import HourBucket
+from counting.counters import Counters, HourBucket
 from counting.windows import (
+    GLOBAL_SCOPE,
     MINUTE_MS,
     SLIDING_WINDOWS_MIN,
     Bucket,
     WindowStats,
+    minute_of,
     window_minutes,
 )
 
+# A chart is recomputed at most this often per scope, length and model, however many viewers.
+CHART_CACHE_S = 2.0
 MIN_MINUTES = 10
 MAX_MINUTES = 48 * 60
 SIGNALS = (Signal.NEGATIVE_RATE, Signal.VOLUME)
@@ -220,3 +228,61 @@ def windows_payload(
         "incidents": views,
         "points": points,
     }
+
+
+async def build_chart(
+    counters: Counters,
+    *,
+    scope: str,
+    scopes: Sequence[str],
+    minutes: int,
+    cfg: RuleConfig,
+    model: str,
+    incidents_for: Callable[[int], Awaitable[list[Incident]]],
+) -> dict:
+    """The ``windows_payload`` of one chart ending at the newest counted minute;
+    ``incidents_for(end_minute)`` gives the incidents to shade. The arithmetic (about a
+    second for 48 hours) runs in a thread, so the event loop it shares keeps serving."""
+    watermark = await counters.watermark_ms()
+    end = minute_of(watermark or int(time.time() * 1000))
+    reads = reads_for_chart(end, minutes, cfg)
+    snapshot = await counters.snapshot(sorted({scope, GLOBAL_SCOPE}), reads.minutes, reads.hours)
+    incidents = await incidents_for(end)
+    return await asyncio.to_thread(
+        windows_payload,
+        scope=scope,
+        scopes=scopes,
+        minute_buckets=snapshot[scope][0],
+        global_minutes=snapshot[GLOBAL_SCOPE][0],
+        hour_buckets=snapshot[scope][1],
+        global_hours=snapshot[GLOBAL_SCOPE][1],
+        end_minute=end,
+        minutes=minutes,
+        cfg=cfg,
+        incidents=incidents,
+        watermark_ms=watermark or None,
+        model=model,
+        now_ms=int(time.time() * 1000),
+    )
+
+
+class ChartCache:
+    """One chart built at a time, each reused for ``CHART_CACHE_S`` by every request for the
+    same scope, length and model: a hundred viewers cost Redis and the loop one chart."""
+
+    def __init__(self, build: Callable[[str, int, str], Awaitable[dict]], *, clock: Callable[[], float] = time.monotonic):
+        self._build = build
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._charts: dict[tuple[str, int, str], tuple[float, dict]] = {}
+
+    async def get(self, scope: str, minutes: int, model: str) -> dict:
+        key = (scope, minutes, model)
+        async with self._lock:
+            cached = self._charts.get(key)
+            if cached is not None and self._clock() - cached[0] < CHART_CACHE_S:
+                return cached[1]
+            payload = await self._build(scope, minutes, model)
+            self._charts = {k: v for k, v in self._charts.items() if self._clock() - v[0] < CHART_CACHE_S}
+            self._charts[key] = (self._clock(), payload)
+            return payload

@@ -37,13 +37,7 @@ from counting.windows import (
     window_minutes,
 )
 from models.scorer import ModelInfo
-from stream.dashboard import (
-    SIGNALS,
-    parse_minutes,
-    parse_scope,
-    reads_for_chart,
-    windows_payload,
-)
+from stream.dashboard import SIGNALS, ChartCache, build_chart, parse_minutes, parse_scope
 from stream.drift_monitor import DRIFT_SCOPE
 from stream.metrics import CONTENT_TYPE, Metrics, SharedState
 
@@ -57,36 +51,23 @@ _LAG_TIMEOUT_S = 5.0
 PROBE_TIMEOUT_S = 3.0
 
 
-# A chart is recomputed at most this often per scope and length, however many viewers.
-CHART_CACHE_S = 2.0
 
 
 class SharedReader:
     """Reads what every worker shares (Redis) for the dashboard and the metrics, through
     the worker's alerting runtime (same Redis client, key layout and rule settings).
 
-    Charts share the consumer's event loop: one is built at a time (a 48-hour chart is
-    about a second of work), its arithmetic runs in a thread so the loop keeps serving
-    batches, and a result is reused for ``CHART_CACHE_S`` by every request asking for it."""
+    Charts share the consumer's event loop: ``stream.dashboard.ChartCache`` builds one at
+    a time, off the loop, shared by every request for it."""
 
     def __init__(self, alerting: AlertingRuntime, *, clock=time.monotonic):
         self.alerting = alerting
         self.cfg = alerting.cfg
         self.scopes = alerting.scopes
-        self._clock = clock
-        self._chart_lock = asyncio.Lock()
-        self._charts: dict[tuple[str, int, str], tuple[float, dict]] = {}
+        self._charts = ChartCache(self._build_chart, clock=clock)
 
     async def windows(self, scope: str, minutes: int, model: str) -> dict:
-        key = (scope, minutes, model)
-        async with self._chart_lock:
-            cached = self._charts.get(key)
-            if cached is not None and self._clock() - cached[0] < CHART_CACHE_S:
-                return cached[1]
-            payload = await self._build_chart(scope, minutes, model)
-            self._charts = {k: v for k, v in self._charts.items() if self._clock() - v[0] < CHART_CACHE_S}
-            self._charts[key] = (self._clock(), payload)
-            return payload
+        return await self._charts.get(scope, minutes, model)
 
     async def end_minute(self) -> tuple[int, int | None]:
         """The newest counted event's minute (the current minute before any post)."""
@@ -94,25 +75,12 @@ class SharedReader:
         return minute_of(watermark or int(time.time() * 1000)), watermark or None
 
     async def _build_chart(self, scope: str, minutes: int, model: str) -> dict:
-        end, watermark = await self.end_minute()
-        reads = reads_for_chart(end, minutes, self.cfg)
-        snapshot = await self.alerting.counters.snapshot(sorted({scope, GLOBAL_SCOPE}), reads.minutes, reads.hours)
-        found = await self.alerting.incidents.get_many([(signal, scope) for signal in SIGNALS])
-        return await asyncio.to_thread(
-            windows_payload,
-            scope=scope,
-            scopes=self.scopes,
-            minute_buckets=snapshot[scope][0],
-            global_minutes=snapshot[GLOBAL_SCOPE][0],
-            hour_buckets=snapshot[scope][1],
-            global_hours=snapshot[GLOBAL_SCOPE][1],
-            end_minute=end,
-            minutes=minutes,
-            cfg=self.cfg,
-            incidents=[incident for incident in found.values() if incident is not None],
-            watermark_ms=watermark,
-            model=model,
-            now_ms=int(time.time() * 1000),
+        async def latest_incidents(_end: int) -> list:
+            found = await self.alerting.incidents.get_many([(signal, scope) for signal in SIGNALS])
+            return [incident for incident in found.values() if incident is not None]
+
+        return await build_chart(
+            self.alerting.counters, scope=scope, scopes=self.scopes, minutes=minutes, cfg=self.cfg, model=model, incidents_for=latest_incidents
         )
 
     async def shared_state(self, lag: dict[tuple[str, int], int]) -> SharedState:

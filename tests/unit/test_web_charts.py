@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from stream.web import CHART_CACHE_S, SharedReader
+from stream.dashboard import CHART_CACHE_S
+from stream.web import SharedReader
 from tests.configs import rule_config
 
 
