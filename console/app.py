@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 import time
@@ -45,12 +44,11 @@ from console.views import BadQuery, IncidentFilter, Reader, parse_since
 from counting.counters import Counters
 from counting.terms import ScopeMatcher
 from models.bundle import ModelError
-from stream.dashboard import parse_minutes, parse_scope
+from stream.dashboard import dashboard_page, parse_minutes, parse_scope
 
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).with_name("templates")
-DASHBOARD_HTML = Path(__file__).resolve().parent.parent / "stream" / "dashboard.html"
 SESSION_COOKIE = "bb_session"
 LOGIN_CSRF_COOKIE = "bb_login_csrf"
 DEFAULT_MINUTES = 180
@@ -685,16 +683,8 @@ def create_app(settings: Settings) -> FastAPI:
 
 def live_page(nav: str, *, scope: str, minutes: int, refresh_s: int, initial: dict | None) -> str:
     """The worker's dashboard page, fed from the console's API, under the console's menu."""
-    template = DASHBOARD_HTML.read_text(encoding="utf-8")
-    data = json.dumps(initial).replace("</", "<\\/")
-    return (
-        template.replace("__INITIAL_DATA__", data)
-        .replace("__REFRESH_S__", str(refresh_s))
-        .replace("__SCOPE__", json.dumps(scope).replace("</", "<\\/"))
-        .replace("__MINUTES__", str(minutes))
-        .replace('fetch("api/windows?', 'fetch("/api/v1/windows?')
-        .replace("<body>", "<body>\n" + nav, 1)
-    )
+    page = dashboard_page(scope=scope, minutes=minutes, refresh_s=refresh_s, initial=initial)
+    return page.replace('fetch("api/windows?', 'fetch("/api/v1/windows?').replace("<body>", "<body>\n" + nav, 1)
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:

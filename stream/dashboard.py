@@ -8,11 +8,13 @@ uses); plus the latest sliding windows and the scope's incidents. The arithmetic
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import accumulate
+from pathlib import Path
 
 from alerting.alert import Alert, iso
 from alerting.history import baseline_at, reads_for
@@ -29,6 +31,7 @@ from counting.windows import (
     window_minutes,
 )
 
+DASHBOARD_HTML = Path(__file__).with_name("dashboard.html")
 # A chart is recomputed at most this often per scope, length and model, however many viewers.
 CHART_CACHE_S = 2.0
 MIN_MINUTES = 10
@@ -286,3 +289,17 @@ class ChartCache:
             self._charts = {k: v for k, v in self._charts.items() if self._clock() - v[0] < CHART_CACHE_S}
             self._charts[key] = (self._clock(), payload)
             return payload
+
+
+def dashboard_page(*, scope: str, minutes: int, refresh_s: int, initial: dict | None) -> str:
+    """The page with its first numbers inline (None: Redis was unreachable, the page says so)."""
+    template = DASHBOARD_HTML.read_text(encoding="utf-8")
+    # The first render needs no round trip; "</" is escaped so the JSON cannot close the
+    # script element.
+    data = json.dumps(initial).replace("</", "<\\/")
+    return (
+        template.replace("__INITIAL_DATA__", data)
+        .replace("__REFRESH_S__", str(refresh_s))
+        .replace("__SCOPE__", json.dumps(scope).replace("</", "<\\/"))
+        .replace("__MINUTES__", str(minutes))
+    )

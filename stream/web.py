@@ -12,11 +12,9 @@ can be put behind a load balancer."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import faust
 from aiokafka.errors import KafkaError
@@ -37,14 +35,13 @@ from counting.windows import (
     window_minutes,
 )
 from models.scorer import ModelInfo
-from stream.dashboard import SIGNALS, ChartCache, build_chart, parse_minutes, parse_scope
+from stream.dashboard import SIGNALS, ChartCache, build_chart, dashboard_page, parse_minutes, parse_scope
 from stream.drift_monitor import DRIFT_SCOPE
 from stream.metrics import CONTENT_TYPE, Metrics, SharedState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MINUTES = 180
-DASHBOARD_HTML = Path(__file__).with_name("dashboard.html")
 _LAG_TIMEOUT_S = 5.0
 # Below the probes' own timeout, so a hung broker or Redis reads as "not ready", not as a
 # probe that timed out.
@@ -194,20 +191,6 @@ async def redis_problem(redis) -> str | None:
     except (TimeoutError, RedisError, OSError) as exc:
         return _one_line(exc)
     return None
-
-
-def dashboard_page(*, scope: str, minutes: int, refresh_s: int, initial: dict | None) -> str:
-    """The page with its first numbers inline (None: Redis was unreachable, the page says so)."""
-    template = DASHBOARD_HTML.read_text(encoding="utf-8")
-    # The first render needs no round trip; "</" is escaped so the JSON cannot close the
-    # script element.
-    data = json.dumps(initial).replace("</", "<\\/")
-    return (
-        template.replace("__INITIAL_DATA__", data)
-        .replace("__REFRESH_S__", str(refresh_s))
-        .replace("__SCOPE__", json.dumps(scope).replace("</", "<\\/"))
-        .replace("__MINUTES__", str(minutes))
-    )
 
 
 def register(app: faust.App, settings: Settings, metrics: Metrics, alerting: AlertingRuntime, model_info: Callable[[], ModelInfo]) -> None:
