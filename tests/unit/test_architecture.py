@@ -147,3 +147,10 @@ def test_settings_validate_the_model_families_models_defines():
 def test_the_checker_sees_a_cycle_and_a_wrong_way_import():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _imports("models.x", ROOT / "models" / "scorer.py", {"models.x", "config.settings"}) <= {"config.settings"}
+
+
+def test_test_files_have_names_of_their_own():
+    """pytest imports test files by basename (the folders are not packages): two files of
+    one name in tests/unit and tests/integration stop the whole run at collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
