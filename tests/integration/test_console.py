@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,13 +19,14 @@ from alerting.alert import Alert, iso
 from alerting.incidents import IncidentStore, next_incident
 from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import Action, Assessment, Baseline, Decision, Severity, Signal
-from badbuzz.processes import PROJECT_ROOT, free_port, settings_env, stop_worker
+from badbuzz.processes import PROJECT_ROOT, free_port, settings_env
 from config.connections import redis_client
 from config.settings import Settings
 from config.topics import ensure_topics
 from counting.counters import Counters, ScoredPost, ShownPost
 from models.preprocess import mask
 from tests.conftest import worker_env_base
+from tests.integration.test_incident_lifecycle import running_console
 
 pytestmark = pytest.mark.integration
 
@@ -135,27 +135,10 @@ def console(settings, tmp_path_factory):
     responder_token = _cli(settings, "tokens", "create", "bot", "--role", "responder").strip()
     ids = _run(_seed(settings))
     log_path = tmp_path_factory.mktemp("console") / "console.log"
-    env = {k: v for k, v in worker_env_base().items() if not k.startswith("BADBUZZ_")} | settings_env(settings)
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "badbuzz.cli", "console"], env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{settings.console_port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.5)
-        yield base, ids, viewer_token, responder_token
-    except BaseException:
-        print(log_path.read_text()[-8000:])
-        raise
+        with running_console(settings, log_path) as base:
+            yield base, ids, viewer_token, responder_token
     finally:
-        stop_worker(proc)
         client = sync_redis.Redis.from_url(settings.redis_url)
         keys = list(client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
         if keys:
