@@ -63,14 +63,35 @@ def faust_credentials(settings: Settings):
 
 
 def redis_client(settings: Settings, **kwargs: Any) -> aioredis.Redis:
-    """Redis from ``BADBUZZ_REDIS_URL`` (``rediss://`` for TLS), with the password kept
-    out of the URL so it never shows in logs or settings dumps."""
+    """Redis as ``BADBUZZ_REDIS_MODE`` says: a standalone server (``BADBUZZ_REDIS_URL``,
+    ``rediss://`` for TLS), a Redis Cluster reached through any of its nodes, or the master
+    a set of Sentinels names (followed across failovers). The password is kept out of the
+    URL so it never shows in logs or settings dumps."""
     options: dict[str, Any] = dict(kwargs)
     if settings.redis_password is not None:
         options["password"] = settings.redis_password.get_secret_value()
     if settings.redis_url.startswith("rediss://") and settings.redis_ssl_ca_file:
         options["ssl_ca_certs"] = str(settings.redis_ssl_ca_file)
+    if settings.redis_mode == "cluster":
+        from redis.asyncio.cluster import RedisCluster
+
+        options.pop("single_connection_client", None)
+        return RedisCluster.from_url(settings.redis_url, **options)
+    if settings.redis_mode == "sentinel":
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinel_options = {"password": options["password"]} if "password" in options else {}
+        sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_options, **options)
+        return sentinel.master_for(settings.redis_sentinel_master)
     return aioredis.Redis.from_url(settings.redis_url, **options)
+
+
+def shared_keyspace(prefix: str) -> str:
+    """The key prefix of the low-volume shared state (incidents, outbox, silences, feedback,
+    console accounts): one hash tag, so on Redis Cluster all of it lives in one slot and
+    every script and transaction over it stays legal. The counters spread by partition
+    instead (``counting.counters``)."""
+    return "{" + prefix + "}"
 
 
 MASK = "***"

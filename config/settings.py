@@ -51,7 +51,13 @@ class Settings(BaseSettings):
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_port: int = 6379
-    redis_prefix: str = "bb"
+    redis_prefix: str = Field(default="bb", pattern=r"^[^{}\s]+$")
+    # standalone: BADBUZZ_REDIS_URL is the server. cluster: it is any node of a Redis
+    # Cluster (the client discovers the others). sentinel: BADBUZZ_REDIS_SENTINELS lists
+    # the Sentinels, which name the current master of BADBUZZ_REDIS_SENTINEL_MASTER.
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = "standalone"
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "mymaster"
     redis_password: SecretStr | None = None
     redis_ssl_ca_file: Path | None = None
     # A worker refuses a Redis that may evict or forget counters unless this accepts the risk.
@@ -206,6 +212,21 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError("must be at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _sentinel_mode_needs_sentinels(self) -> Settings:
+        if self.redis_mode == "sentinel" and not self.sentinel_addresses:
+            raise ValueError("REDIS_MODE is sentinel but REDIS_SENTINELS is empty: list them as host:port,host:port")
+        return self
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for item in self.redis_sentinels.split(","):
+            if item.strip():
+                host, _, port = item.strip().rpartition(":")
+                out.append((host or item.strip(), int(port) if host else 26379))
+        return out
 
     @model_validator(mode="after")
     def _slack_bot_needs_a_channel(self) -> Settings:

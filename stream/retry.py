@@ -38,6 +38,10 @@ _REDIS_CLASSES: tuple[tuple[type[BaseException], str], ...] = (
     (redis_errors.NoScriptError, "noscript"),
     (redis_errors.TryAgainError, "tryagain"),
     (redis_errors.ClusterDownError, "clusterdown"),
+    # The cluster client follows these itself; one that outlives its redirects is a
+    # resharding or failover still in progress.
+    (redis_errors.MovedError, "tryagain"),
+    (redis_errors.AskError, "tryagain"),
 )
 _REPLY_CODES = {
     "OOM": "oom", "MISCONF": "misconf", "READONLY": "readonly", "BUSY": "busy", "LOADING": "loading",
