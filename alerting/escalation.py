@@ -7,11 +7,20 @@ follow the wall clock once the shared watermark has not moved for ``idle_s`` (as
 idle-source watermarks do): a stream silent that long is taken to be silent, not
 delayed. While posts keep arriving, the timer evaluates at the watermark, so replaying
 old data quickly never evaluates minutes the replay has not reached. Evaluation time
-never goes backwards within one escalator."""
+never goes backwards within one escalator.
+
+Each scope is evaluated by one worker: the one assigned the scope's owner partition of
+the raw topic (``owner_partition``), so N workers share the rule's reads instead of each
+doing all of them, and ownership follows the consumer group's rebalances by itself. A
+decision at a minute older than the incident's latest decision (an old owner still
+finishing during a handover) is refused. When the watermark crosses several minutes at
+once (a worker catching up a backlog), every minute crossed is evaluated, in order, so a
+short burst inside the backlog raises the alert it would have raised live."""
 from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +37,15 @@ from models.scorer import ModelInfo
 log = logging.getLogger(__name__)
 
 WINDOW_SIGNALS = (Signal.NEGATIVE_RATE, Signal.VOLUME)
+# At most this many crossed minutes are evaluated one by one after a jump of the
+# watermark (three hours of backlog); older ones are covered by the windows of the first.
+CATCH_UP_MAX_MIN = 180
+
+
+def owner_partition(scope: str, partitions: int) -> int:
+    """The raw-topic partition whose consumer evaluates ``scope`` (stable across workers
+    and restarts: a CRC, not Python's salted hash)."""
+    return zlib.crc32(scope.encode("utf-8")) % partitions
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,7 @@ class Escalator:
         idle_s: float,
         clock: Callable[[], float] = time.time,
         cfg_for: Callable[[str], RuleConfig] | None = None,
+        owns: Callable[[str], bool] | None = None,
     ):
         self.counters = counters
         self.incidents = incidents
@@ -85,6 +104,8 @@ class Escalator:
         # The decision's settings per scope (its sensitivity preset); windows and baselines use ``cfg``.
         self.cfg_for = cfg_for or (lambda scope: cfg)
         self.scopes = list(dict.fromkeys([GLOBAL_SCOPE, *scopes]))
+        # Which scopes this process evaluates (a worker: those of its partitions; alone: all).
+        self.owns: Callable[[str], bool] = owns or (lambda scope: True)
         self.model_info = model_info
         self.content = content
         self.clock = clock
@@ -101,20 +122,33 @@ class Escalator:
         return await self.evaluate(minute_of(at_ms)) if at_ms else []
 
     async def evaluate(self, end_minute: int, touched: Collection[str] | None = None) -> list[Alert]:
-        """Decide on every scope's windows at ``end_minute``. ``touched``: the scopes a
-        batch just counted posts in. While the minute stays the same, nothing else can
-        have changed for the other scopes, so only these are read and decided (with
-        fifty watch terms, reading every scope after every batch halved throughput)."""
-        moved = end_minute > self._last_minute
-        end_minute = max(end_minute, self._last_minute)
+        """Decide on the owned scopes' windows at ``end_minute``, and at every minute
+        crossed since the last evaluation. ``touched``: the scopes a batch just counted
+        posts in. While the minute stays the same, nothing else can have changed for the
+        other scopes, so only these are read and decided (with fifty watch terms, reading
+        every scope after every batch halved throughput)."""
+        owned = [s for s in self.scopes if self.owns(s)]
+        if end_minute <= self._last_minute:
+            scopes = owned if touched is None else [s for s in owned if s in touched]
+            return await self._evaluate_at(self._last_minute, scopes)
+        first = self._last_minute + 1 if self._last_minute else end_minute
         self._last_minute = end_minute
-        scopes = self.scopes if touched is None or moved else [s for s in self.scopes if s in touched]
+        alerts = []
+        for minute in range(max(first, end_minute - CATCH_UP_MAX_MIN + 1), end_minute + 1):
+            alerts += await self._evaluate_at(minute, owned)
+        return alerts
+
+    async def _evaluate_at(self, end_minute: int, scopes: Sequence[str]) -> list[Alert]:
+        if not scopes:
+            return []
         observations = await self.observe(end_minute, scopes)
         keys = [(signal, scope) for scope in scopes for signal in WINDOW_SIGNALS]
         current = await self.incidents.get_many(keys)
         alerts = []
         for signal, scope in keys:
             incident = current[(signal, scope)]
+            if incident is not None and incident.episode.decided_minute > end_minute:
+                continue  # decided at a later minute already: this evaluation is stale
             decision = decide(signal, observations[scope], incident.episode if incident else None, self.cfg_for(scope))
             if decision is None:
                 continue

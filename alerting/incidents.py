@@ -244,6 +244,7 @@ def _dump(incident: Incident) -> str:
             "baseline": {"rate": e.baseline.rate, "per_minute": e.baseline.per_minute, "source": e.baseline.source, "posts": e.baseline.posts},
             "opened_minute": e.opened_minute,
             "resolved_minute": e.resolved_minute,
+            "decided_minute": e.decided_minute,
             "response": asdict(incident.response),
         }
     )
@@ -257,5 +258,6 @@ def _load(raw: bytes) -> Incident:
         Baseline(b["rate"], b["per_minute"], b["source"], b["posts"]),
         d["opened_minute"],
         d["resolved_minute"],
+        d.get("decided_minute", 0),
     )
     return Incident(d["id"], Signal(d["signal"]), d["scope"], d["seq"], episode, Response(**d.get("response", {})))

@@ -370,6 +370,8 @@ class Episode:
     baseline: Baseline
     opened_minute: int
     resolved_minute: int | None = None
+    # The minute of the latest decision announced: an evaluation of an earlier minute is stale.
+    decided_minute: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -427,13 +429,14 @@ def _assess(signal: Signal, obs: Observation, baseline: Baseline, cfg: RuleConfi
 def advance(episode: Episode | None, decision: Decision, minute: int) -> Episode:
     """The episode after a decision was announced."""
     if decision.action is Action.OPEN:
-        return Episode(decision.severity, decision.baseline, minute)
+        return Episode(decision.severity, decision.baseline, minute, decided_minute=minute)
     assert episode is not None
+    decided = max(episode.decided_minute, minute)
     if decision.action is Action.RESOLVE:
-        return replace(episode, resolved_minute=minute)
+        return replace(episode, resolved_minute=minute, decided_minute=decided)
     if decision.action is Action.REOPEN:
-        return replace(episode, severity=decision.severity, resolved_minute=None)
-    return replace(episode, severity=decision.severity)
+        return replace(episode, severity=decision.severity, resolved_minute=None, decided_minute=decided)
+    return replace(episode, severity=decision.severity, decided_minute=decided)
 
 
 def resolve_by_hand(episode: Episode, minute: int, level: Baseline) -> Episode:

@@ -101,7 +101,10 @@ class AlertingRuntime:
     @cached_property
     def counters(self) -> Counters:
         s = self.settings
-        return Counters(self.redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s, hour_ttl_s=hour_ttl_s(s), examples_per_minute=s.alert_examples)
+        return Counters(
+            self.redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s, hour_ttl_s=hour_ttl_s(s), examples_per_minute=s.alert_examples,
+            dedup_window_s=s.dedup_window_s, keep_predictions=s.keep_predictions,
+        )
 
     @cached_property
     def sinks(self) -> list[AlertSink]:

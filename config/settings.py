@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     # Tolerated clock skew for event times ahead of the worker's wall clock.
     future_tolerance_s: int = 300
     counter_ttl_s: int = 48 * 3600
+    # The same post id arriving again from the feed within this many seconds (by Kafka
+    # timestamp) is counted once; redeliveries are recognised by offset at any distance.
+    dedup_window_s: int = Field(default=600, ge=0)
+    # Whose predictions feedback can be checked against: the alert examples' (what people
+    # see and answer), or every post's (a Redis key per post for the counter TTL: about
+    # 10x the memory of the counts).
+    keep_predictions: Literal["examples", "all"] = "examples"
     max_text_chars: int = 10_000
 
     # Model

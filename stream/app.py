@@ -13,7 +13,7 @@ from alerting.runtime import AlertingRuntime
 from config.connections import faust_credentials
 from config.settings import Settings
 from models.scorer import Scorer
-from stream import agents, lifecycle, web
+from stream import agents, assignment, lifecycle, web
 from stream.metrics import Metrics
 from stream.model_watch import ActiveModel
 from stream.pipeline import Pipeline, PipelineConfig
@@ -72,6 +72,9 @@ def create_app(settings: Settings, scorer: Scorer) -> faust.App:
         return Pipeline(PipelineConfig.from_settings(settings), active, alerting.counters, alerting.escalator, agents.dead_letter_to(dlq, metrics), observers)
 
     agents.register(app, settings, raw, build_pipeline, metrics)
+    ownership = assignment.ScopeOwnership(settings.topic_raw)
+    alerting.escalator.owns = ownership.owns
+    assignment.register(app, settings.topic_raw, alerting.counters, ownership)
     register_alerting(app, settings, alerting, metrics)
     stop_within(app, SHUTDOWN_GRACE_S)
     web.register(app, settings, metrics, alerting, lambda: active.info)

@@ -119,8 +119,13 @@ class Batch:
     # Messages before this one are accepted or dead-lettered.
     next_message: int = 0
     accepted: list[Tweet] = field(default_factory=list)
+    # The message each accepted tweet came in.
+    sources: list[RawMessage] = field(default_factory=list)
     scored: _Scored | None = None
-    # Positions of the posts counted for the first time; None until counted.
+    # Per partition, the positions (in ``accepted``) of the posts counted for the first
+    # time; a partition is in it once its group is counted (one script per partition).
+    fresh_by_partition: dict[int, list[int]] = field(default_factory=dict)
+    # Positions of the posts counted for the first time; None until every partition is.
     fresh: list[int] | None = None
     escalated: bool = False
 
@@ -183,16 +188,17 @@ class Pipeline:
                     negative=bool(score >= threshold),
                     scopes=self.matcher.match(text),
                     terms=driver_terms(text) if score >= threshold else (),
+                    offset=source.offset,
                 )
-                for tweet, text, score in zip(tweets, clean, scores)
+                for tweet, source, text, score in zip(tweets, batch.sources, clean, scores)
             ]
             batch.scored = _Scored(scorer, clean, scores, posts)
-        if tweets and batch.fresh is None:
+        if batch.fresh is None and (tweets or any(m.offset >= 0 for m in batch.messages)):
+            await self._count(batch)
+            batch.fresh = sorted(i for positions in batch.fresh_by_partition.values() for i in positions)
+        if tweets and not result.event_ms:
             scored = batch.scored
-            fresh = await self.counters.count_new(
-                scored.posts, model_version=scored.scorer.info.version_label, shown=lambda i: ShownPost(mask(tweets[i].text), tweets[i].url)
-            )
-            batch.fresh = fresh
+            fresh = batch.fresh
             result.counted = len(fresh)
             if self.observers and fresh:
                 observed = ScoredBatch(
@@ -210,10 +216,40 @@ class Pipeline:
             self._watermark_ms = max(self._watermark_ms, max(t.event_ms for t in tweets))
         if result.counted and not batch.escalated:
             touched = {scope for post in batch.scored.posts for scope in post.scopes}
-            # The incident store reports each alert it queues (metrics, logs): nothing to keep here.
-            await self.escalator.evaluate(minute_of(self._watermark_ms), touched)
+            # At the shared watermark: a worker behind the others must not decide on an
+            # older minute. The incident store reports each alert it queues (metrics, logs).
+            shared_ms = max(self._watermark_ms, await self.counters.watermark_ms())
+            await self.escalator.evaluate(minute_of(shared_ms), touched)
             batch.escalated = True
         return result
+
+    async def _count(self, batch: Batch) -> None:
+        """Count the batch one partition at a time (each partition's counters and offset
+        live in their own Redis slot), resuming after the partitions already counted."""
+        scored = batch.scored
+        version = scored.scorer.info.version_label if scored else ""
+        # Partitions whose messages were all dead-lettered are "counted" too: their offset
+        # moves on, so a worker resuming there does not dead-letter them again.
+        groups: dict[int, list[int]] = {max(m.partition, 0): [] for m in batch.messages}
+        for position, source in enumerate(batch.sources):
+            groups[max(source.partition, 0)].append(position)
+        for partition, positions in sorted(groups.items()):
+            if partition in batch.fresh_by_partition:
+                continue
+            messages = [m for m in batch.messages if max(m.partition, 0) == partition]
+            through = max((m.offset for m in messages), default=-1)
+            arrived = [m.timestamp_ms for m in messages if m.timestamp_ms is not None]
+            posts = [scored.posts[i] for i in positions]
+            tweets = [batch.accepted[i] for i in positions]
+            fresh = await self.counters.count_new(
+                posts,
+                model_version=version,
+                shown=lambda i, tweets=tweets: ShownPost(mask(tweets[i].text), tweets[i].url),
+                partition=partition,
+                through_offset=through,
+                arrived_ms=max(arrived) if arrived else None,
+            )
+            batch.fresh_by_partition[partition] = [positions[i] for i in fresh]
 
     async def _score(self, scorer: Scorer, clean: list[str]) -> tuple[Sequence[float], float]:
         """Scores and seconds taken. A batch the model is expected to score within
@@ -250,6 +286,7 @@ class Pipeline:
                 reason = str(exc)
             if reason is None:
                 batch.accepted.append(tweet)
+                batch.sources.append(message)
             else:
                 await self.dead_letter(message, reason)
                 batch.result.dead_lettered += 1

@@ -329,7 +329,7 @@ async def test_an_incident_keeps_its_id_through_the_cool_down_and_stale_changes_
 
 
 async def test_wrong_prediction_feedback_raises_a_model_quality_alert(redis, prefix, tmp_path):
-    counters = Counters(redis, prefix=prefix, ttl_s=600)
+    counters = Counters(redis, prefix=prefix, ttl_s=600, keep_predictions="all")
     now = time.time()
     minute = int(now // 60)
     # Twelve posts the model called negative, two it called not negative.

@@ -21,7 +21,7 @@ from badbuzz.processes import free_port, settings_env
 from benchmarks.run import french_posts
 from config.settings import Settings
 from config.topics import delete_topics, ensure_topics
-from counting.counters import Prediction
+from counting.counters import Counters, Prediction
 from models.registry import ModelRegistry
 from models.scorer import load_scorer
 from stream.shadow import ShadowStore, in_sample
@@ -53,6 +53,8 @@ def private_settings(live_services, home, **overrides) -> Settings:
         home=home, mlflow_tracking_uri="", kafka_bootstrap=kafka, redis_url=redis_url,
         topic_raw=f"t-{tag}.raw", topic_dlq=f"t-{tag}.dlq", topic_alerts=f"t-{tag}.alerts", topic_feedback=f"t-{tag}.feedback",
         redis_prefix=f"test:{tag}", app_id=f"badbuzz-test-{tag}", web_port=free_port(), model_poll_s=1.0, shadow_fraction=0.0,
+        # Which model version counted each post is what these tests look at.
+        keep_predictions="all",
     )
     return Settings(**{**base, **overrides})
 
@@ -78,15 +80,7 @@ def message(post_id: str, text: str, event_ms: int) -> tuple[bytes, bytes]:
 
 
 async def predictions(redis: aioredis.Redis, prefix: str, ids: list[str]) -> dict[str, Prediction | None]:
-    values = await redis.mget([f"{prefix}:seen:{i}" for i in ids])
-    out = {}
-    for post_id, raw in zip(ids, values):
-        if raw is None:
-            out[post_id] = None
-        else:
-            score, negative, version = raw.decode().split("|", 2)
-            out[post_id] = Prediction(float(score), negative == "1", version)
-    return out
+    return await Counters(redis, prefix=prefix, ttl_s=1, keep_predictions="all").predictions(ids)
 
 
 def logged(path, text: str):
@@ -396,7 +390,7 @@ async def test_report_reads_volumes_incidents_feedback_shadow_and_drift_from_red
     from alerting.alert import Alert, iso
     from alerting.outbox import Outbox, OutboxConfig
     from badbuzz.report import build_report, period_ending, render_markdown
-    from counting.counters import Counters, ScoredPost
+    from counting.counters import ScoredPost
     from models.drift import DriftStatus
     from models.scorer import ModelInfo
     from stream.drift_monitor import DriftStore

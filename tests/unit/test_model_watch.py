@@ -32,7 +32,7 @@ class RecordingCounters:
     async def watermark_ms(self):
         return 0
 
-    async def count_new(self, posts, *, model_version="", shown=None):
+    async def count_new(self, posts, *, model_version="", shown=None, **source):
         self.calls.append(([p.id for p in posts], model_version))
         return list(range(len(posts)))
 

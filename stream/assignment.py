@@ -1,0 +1,79 @@
+"""What a worker does when the consumer group hands it partitions of the raw topic:
+resume each where Redis says it was counted, and take the scopes they own.
+
+Resuming: the count script stores each partition's last counted offset with the counts
+it produced (``counting.counters``), so Redis, not Kafka's committed offset, says what
+has been counted. On assignment, Kafka's committed offset of each partition is set to
+the one after Redis's before Faust seeks to it: a worker killed between counting and
+committing does not read the counted messages again, and a Redis that lost its last
+writes (a failover before replication caught up) has those messages read and counted
+again instead of lost. Were Redis unreachable then, the committed offsets stay as they
+are: the count script still skips what it has counted.
+
+Owning: each scope is evaluated by the worker assigned its owner partition
+(``alerting.escalation.owner_partition``); a rebalance moves scopes with partitions."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import faust
+from faust.types import TP
+
+from alerting.escalation import owner_partition
+from counting.counters import Counters
+from stream.retry import error_class
+
+log = logging.getLogger(__name__)
+
+# A rebalance waits for this handler: keep well inside the session timeout.
+ASSIGN_TIMEOUT_S = 3.0
+
+
+async def resume_offsets(counters: Counters, topic: str, assigned: Iterable[TP]) -> dict[TP, int]:
+    """The offset to resume each assigned partition of ``topic`` at, for those Redis has
+    counted anything of."""
+    tps = sorted((tp for tp in assigned if tp.topic == topic), key=lambda tp: tp.partition)
+    if not tps:
+        return {}
+    counted = await counters.counted_offsets([tp.partition for tp in tps])
+    return {tp: counted[tp.partition] + 1 for tp in tps if tp.partition in counted}
+
+
+class ScopeOwnership:
+    """The scopes this worker evaluates: those whose owner partition it is assigned."""
+
+    def __init__(self, topic: str):
+        self.topic = topic
+        self.partitions: frozenset[int] = frozenset()
+        self.partition_count = 0
+
+    def assign(self, assigned: Iterable[TP], partition_count: int | None) -> None:
+        self.partitions = frozenset(tp.partition for tp in assigned if tp.topic == self.topic)
+        self.partition_count = partition_count or (max(self.partitions) + 1 if self.partitions else 0)
+
+    def revoke(self) -> None:
+        self.partitions = frozenset()
+
+    def owns(self, scope: str) -> bool:
+        return bool(self.partitions) and owner_partition(scope, self.partition_count) in self.partitions
+
+
+def register(app: faust.App, topic: str, counters: Counters, ownership: ScopeOwnership) -> None:
+    @app.on_partitions_revoked.connect
+    async def give_up_scopes(sender, revoked, **kwargs) -> None:
+        ownership.revoke()
+
+    @app.on_partitions_assigned.connect
+    async def resume_where_counted(sender, assigned, **kwargs) -> None:
+        ownership.assign(assigned, app.consumer.topic_partitions(topic))
+        try:
+            offsets = await asyncio.wait_for(resume_offsets(counters, topic, assigned), ASSIGN_TIMEOUT_S)
+            if offsets:
+                await app.consumer._commit(offsets)
+        except Exception as exc:
+            log.warning("could not align committed offsets with the counters (%s): resuming at Kafka's", error_class(exc))
+            return
+        if offsets:
+            log.info("resuming %s", ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in offsets.items()))

@@ -1,0 +1,126 @@
+"""Counting partitioned by Kafka partition, exactly once without a key per post: the
+stored offset skips redelivered messages, the dedup window skips a post id the feed sends
+twice, readers sum the partitions, and the dedup sets stay in Redis's compact encoding.
+Run against the standalone Redis and against a Redis Cluster (one node serving every
+slot still refuses cross-slot commands and needs keys to route)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+from counting.counters import Counters, ScoredPost
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+MINUTE = 60_000
+
+
+@pytest.fixture(scope="module")
+def one_node_cluster(tmp_path_factory):
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (scripts/bootstrap.sh installs it)")
+    port = free_port()
+    home = tmp_path_factory.mktemp("cluster")
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", str(home / "nodes.conf"),
+         "--dir", str(home), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG":
+            assert time.monotonic() < deadline, "the cluster node did not start"
+            time.sleep(0.1)
+        subprocess.run(["redis-cli", "-p", str(port), "cluster", "addslotsrange", "0", "16383"], check=True, capture_output=True)
+        while "cluster_state:ok" not in subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True).stdout:
+            assert time.monotonic() < deadline, "the cluster did not become ok"
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+async def redis(request, live_services):
+    if request.param == "cluster":
+        client = RedisCluster.from_url(request.getfixturevalue("one_node_cluster"))
+    else:
+        client = aioredis.Redis.from_url(live_services[1])
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def prefix():
+    return f"test:parts:{uuid.uuid4().hex[:10]}"
+
+
+def post(post_id: str, offset: int, minute: int, *, negative: bool = False, scopes=("all",), terms=()) -> ScoredPost:
+    return ScoredPost(post_id, minute * MINUTE + 1, 0.9 if negative else 0.1, negative, scopes, terms, offset=offset)
+
+
+async def test_a_redelivered_batch_is_skipped_by_offset_and_the_rest_of_it_counted(redis, prefix):
+    counters = Counters(redis, prefix=prefix, ttl_s=600)
+    minute = int(time.time() // 60)
+    first = [post(f"a{i}", i, minute) for i in range(10)]
+    assert await counters.count_new(first, partition=3, through_offset=9) == list(range(10))
+    # A worker killed after counting: the next one reads offsets 5..14 again.
+    again = [post(f"a{i}", i, minute) for i in range(5, 15)]
+    assert await counters.count_new(again, partition=3, through_offset=14) == [5, 6, 7, 8, 9]
+    assert await counters.counted_offsets([3, 4]) == {3: 14}
+    assert (await counters.window("all", minute, 1)).total == 15
+
+
+async def test_the_same_post_id_from_the_feed_counts_once_within_the_window_only(redis, prefix):
+    counters = Counters(redis, prefix=prefix, ttl_s=600, dedup_window_s=60)
+    minute = int(time.time() // 60)
+    now = int(time.time() * 1000)
+    assert len(await counters.count_new([post("dup", 0, minute), post("dup", 1, minute)], through_offset=1, arrived_ms=now)) == 1
+    # The feed sends it again at a new offset, 50 s later: still a duplicate.
+    assert await counters.count_new([post("dup", 2, minute)], through_offset=2, arrived_ms=now + 50_000) == []
+    # Two windows later it is a new post as far as the counters can tell (documented).
+    assert await counters.count_new([post("dup", 3, minute)], through_offset=3, arrived_ms=now + 130_000) == [0]
+    assert (await counters.window("all", minute, 1)).total == 2
+
+
+async def test_readers_sum_the_partitions_and_a_minute_is_live_once(redis, prefix):
+    counters = Counters(redis, prefix=prefix, ttl_s=600)
+    minute = int(time.time() // 60) - 3
+    for partition in range(3):
+        posts = [post(f"p{partition}-{i}", i, minute, negative=i < 2, scopes=("all", "term:bag"), terms=("bag",) if i < 2 else ()) for i in range(4)]
+        await counters.count_new(posts, partition=partition, through_offset=3)
+    await counters.count_new([post("late", 4, minute + 1)], partition=1, through_offset=4)
+    window = await counters.window("all", minute + 1, 2)
+    assert (window.total, window.negative) == (13, 6)
+    assert await counters.term_counts("term:bag", range(minute, minute + 1)) == {"bag": 6}
+    assert await counters.partitions() == [0, 1, 2]
+    hour = minute // 60
+    (_, hours), = (await counters.snapshot(["all"], range(0), [hour])).values()
+    live = 2 if (minute + 1) // 60 == hour else 1
+    assert (hours[hour].total, hours[hour].live_minutes) == (13 if live == 2 else 12, live)
+    assert await counters.watermark_ms() == (minute + 1) * MINUTE + 1
+
+
+async def test_dedup_sets_stay_compact_as_the_rate_grows(redis, prefix):
+    counters = Counters(redis, prefix=prefix, ttl_s=600)
+    minute = int(time.time() // 60)
+    offset = 0
+    for _ in range(60):
+        posts = [post(uuid.uuid4().hex, offset + i, minute) for i in range(1000)]
+        offset += len(posts)
+        await counters.count_new(posts, through_offset=offset - 1)
+    assert (await counters.window("all", minute, 1)).total == 60_000
+    keys = [k async for k in redis.scan_iter(match="{" + prefix + ":p0}:d:*", count=1000)]
+    encodings = {(await redis.object("encoding", k)) for k in keys}
+    sizes = [await redis.scard(k) for k in keys]
+    assert encodings == {b"intset"} and max(sizes) <= 400
+    # And they still know every id.
+    assert all(await counters.counted([p.id for p in posts]))
