@@ -175,7 +175,7 @@ class RedisNode:
         ]
 
     def probe(self, settings: Settings) -> bool:
-        return _redis_call(settings, self.port(settings), "PING") is not None
+        return redis_call(settings, self.port(settings), "PING") is not None
 
 
 def kafka_nodes() -> tuple[KafkaNode, ...]:
@@ -190,7 +190,7 @@ def nodes() -> tuple[KafkaNode | RedisNode, ...]:
     return (*kafka_nodes(), *redis_nodes())
 
 
-def _redis_call(settings: Settings, port: int, *command: str, timeout: float = 2.0):
+def redis_call(settings: Settings, port: int, *command: str, timeout: float = 2.0):
     """The reply of one command to the node on port, None when it does not answer."""
     import redis as redis_py
 
@@ -206,8 +206,8 @@ def _redis_call(settings: Settings, port: int, *command: str, timeout: float = 2
         client.close()
 
 
-def _cluster_info(settings: Settings, port: int) -> dict[str, str] | None:
-    text = _redis_call(settings, port, "CLUSTER", "INFO")
+def cluster_info(settings: Settings, port: int) -> dict[str, str] | None:
+    text = redis_call(settings, port, "CLUSTER", "INFO")
     if text is None:
         return None
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
@@ -217,7 +217,7 @@ def redis_topology(settings: Settings) -> dict[int, tuple[str, int | None]]:
     """port → (role, port of its master for a replica) of every node not flagged as failed,
     as CLUSTER NODES on the first node that answers shows it."""
     for port in redis_ports(settings):
-        listing = _redis_call(settings, port, "CLUSTER", "NODES")
+        listing = redis_call(settings, port, "CLUSTER", "NODES")
         if listing is None:
             continue
         rows = [line.split() for line in listing.splitlines() if line.strip()]
@@ -236,7 +236,7 @@ def redis_topology(settings: Settings) -> dict[int, tuple[str, int | None]]:
 def redis_formed(settings: Settings) -> bool:
     """cluster_state:ok on every node, 3 live masters each with a live replica."""
     for port in redis_ports(settings):
-        info = _cluster_info(settings, port)
+        info = cluster_info(settings, port)
         if info is None or info.get("cluster_state") != "ok":
             return False
     topology = redis_topology(settings)
@@ -247,7 +247,7 @@ def redis_formed(settings: Settings) -> bool:
 
 def _redis_fresh(settings: Settings) -> bool:
     """No node knows another yet: the cluster was never created."""
-    infos = [_cluster_info(settings, port) for port in redis_ports(settings)]
+    infos = [cluster_info(settings, port) for port in redis_ports(settings)]
     return all(info is not None and info.get("cluster_known_nodes") == "1" for info in infos)
 
 

@@ -174,14 +174,14 @@ def _wait_ready(settings: Settings, svc: Service, pid: int, timeout: float) -> N
 
 
 def up(
-    settings: Settings, *, timeout: float | None = None, echo: Echo = _echo, services: tuple[Service, ...] = SERVICES
+    settings: Settings, *, timeout: float | None = None, echo: Echo = _echo, services: tuple[Service, ...] | None = None
 ) -> list[str]:
     """Start whatever is not running yet and wait until each answers; return status lines.
 
     timeout overrides each service's own startup limit (Kafka 60 s, Redis 15 s)."""
     lines: list[str] = []
     to_start: list[Service] = []
-    for svc in services:
+    for svc in SERVICES if services is None else services:
         pid = live_pid(settings, svc)
         if pid is None:
             for port, env in svc.ports(settings):
@@ -204,16 +204,16 @@ def up(
         lines.append(
             f"{svc.NAME}: started (pid {proc.pid}) on {svc.address(settings)} in {elapsed:.1f} s"
         )
-    for svc in services:
+    for svc in SERVICES if services is None else services:
         if warning := svc.config_warning(settings):
             lines.append(warning)
     return lines
 
 
-def down(settings: Settings, services: tuple[Service, ...] = SERVICES) -> list[str]:
+def down(settings: Settings, services: tuple[Service, ...] | None = None) -> list[str]:
     """Stop every service (SIGTERM, then SIGKILL after its stop timeout); return status lines."""
     lines: list[str] = []
-    for svc in services:
+    for svc in SERVICES if services is None else services:
         pid = live_pid(settings, svc)
         if pid is None:
             lines.append(f"{svc.NAME}: not running")
@@ -225,9 +225,9 @@ def down(settings: Settings, services: tuple[Service, ...] = SERVICES) -> list[s
     return lines
 
 
-def status(settings: Settings, services: tuple[Service, ...] = SERVICES) -> dict[str, ServiceState]:
+def status(settings: Settings, services: tuple[Service, ...] | None = None) -> dict[str, ServiceState]:
     states: dict[str, ServiceState] = {}
-    for svc in services:
+    for svc in SERVICES if services is None else services:
         pid = live_pid(settings, svc)
         if pid is None:
             running, detail = False, "not running"
