@@ -61,34 +61,58 @@ def services() -> None:
     """Local Kafka (KRaft) and Redis on loopback, state under BADBUZZ_HOME."""
 
 
+CLUSTER_OPTION = click.option(
+    "--cluster", is_flag=True,
+    help="The local clusters instead: 3 Kafka brokers and a 6-node Redis Cluster (BADBUZZ_CLUSTER_*_PORT).",
+)
+
+
 @services.command("up")
-def services_up() -> None:
+@CLUSTER_OPTION
+def services_up(cluster: bool) -> None:
     """Start Kafka and Redis (no-op when already running) and wait until they answer."""
     from badbuzz import services as svc
+    from badbuzz.services import cluster as clusters
 
-    for line in svc.up(_settings()):
+    for line in (clusters.up if cluster else svc.up)(_settings()):
         click.echo(line)
 
 
 @services.command("down")
-def services_down() -> None:
+@CLUSTER_OPTION
+def services_down(cluster: bool) -> None:
     """Stop Kafka and Redis; leaves nothing running."""
     from badbuzz import services as svc
+    from badbuzz.services import cluster as clusters
 
-    for line in svc.down(_settings()):
+    for line in (clusters.down if cluster else svc.down)(_settings()):
         click.echo(line)
 
 
 @services.command("status")
-def services_status() -> None:
+@CLUSTER_OPTION
+def services_status(cluster: bool) -> None:
     """Show whether each service runs, its pid and address. Exit 1 if any is down."""
     from badbuzz import services as svc
+    from badbuzz.services import cluster as clusters
 
-    states = svc.status(_settings())
+    states = (clusters.status if cluster else svc.status)(_settings())
+    width = max(6, *map(len, states))
     for state in states.values():
-        click.echo(f"{state.name:6} {'running' if state.running else 'stopped':8} pid={state.pid or '-'} {state.address} {state.detail}".rstrip())
+        click.echo(f"{state.name:{width}} {'running' if state.running else 'stopped':8} pid={state.pid or '-'} {state.address} {state.detail}".rstrip())
     if not all(s.running for s in states.values()):
         sys.exit(EXIT_FAILURE)
+
+
+@services.command("env")
+@CLUSTER_OPTION
+def services_env(cluster: bool) -> None:
+    """Print the export lines that point the CLI and workers at the local services:
+    eval "$(badbuzz services env --cluster)"."""
+    from badbuzz.services import cluster as clusters
+
+    for line in clusters.env_lines(_settings(), cluster=cluster):
+        click.echo(line)
 
 
 @cli.group()

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # A worker refuses a Redis that may evict or forget counters unless this accepts the risk.
     redis_accept_unsafe: bool = False
 
+    # `badbuzz services up --cluster`: brokers on kafka port..+2 (controllers on +3..+5),
+    # Redis Cluster nodes on redis port..+5 (cluster bus on each port + 10000).
+    cluster_kafka_port: int = 19092
+    cluster_redis_port: int = 17000
+
     # Worker
     app_id: str = "badbuzz-detector"
     # Static group membership: a stable name per worker (its pod name) hands a restarted

@@ -141,7 +141,11 @@ def _tail(output: str, lines: int) -> str:
 
 def cluster_id(settings: Settings) -> str:
     """The KRaft cluster id, generated once per home (the data dir is formatted with it)."""
-    path = run_dir(settings) / "cluster.id"
+    return stored_cluster_id(run_dir(settings) / "cluster.id")
+
+
+def stored_cluster_id(path: Path) -> str:
+    """The KRaft cluster id kept in path, generated on first use."""
     if path.exists():
         return path.read_text().strip()
     # Kafka's own format: a random UUID in URL-safe base64 that does not start with "-".
@@ -228,18 +232,21 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 
 def write_config(settings: Settings) -> Path:
     """Write server.properties and the log4j2 config; return the properties path."""
-    folder = run_dir(settings)
+    return write_node_config(run_dir(settings), server_properties(settings))
+
+
+def write_node_config(folder: Path, properties: str) -> Path:
     (folder / "data").mkdir(parents=True, exist_ok=True)
     (folder / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
     props = folder / "server.properties"
     props.touch(mode=0o600)  # may hold the SASL password
-    props.write_text(server_properties(settings))
+    props.write_text(properties)
     return props
 
 
-def _java_cmd(java: str, settings: Settings, main: str) -> list[str]:
+def _java_cmd(java: str, settings: Settings, main: str, folder: Path) -> list[str]:
     # "libs/*" goes to the JVM unexpanded (no shell here): the JVM expands the wildcard.
-    log_config = run_dir(settings) / "log4j2.properties"
+    log_config = folder / "log4j2.properties"
     return [
         java, f"-Dlog4j2.configurationFile={log_config}", "-cp", f"{libs_dir(settings)}/*", main
     ]
@@ -250,17 +257,22 @@ def prepare(settings: Settings, echo: Callable[[str], None] = print) -> list[str
     java = check_java()
     ensure_jars(settings, echo)
     props = write_config(settings)
-    if not (run_dir(settings) / "data" / "meta.properties").exists():
-        cmd = _java_cmd(java, settings, "kafka.tools.StorageTool")
-        cmd += ["format", "-t", cluster_id(settings), "-c", str(props), "--ignore-formatted"]
+    return node_command(java, settings, run_dir(settings), props, cluster_id(settings), heap="512m")
+
+
+def node_command(java: str, settings: Settings, folder: Path, props: Path, cid: str, *, heap: str) -> list[str]:
+    """Format folder's storage with cid unless done; return the command line of its server."""
+    if not (folder / "data" / "meta.properties").exists():
+        cmd = _java_cmd(java, settings, "kafka.tools.StorageTool", folder)
+        cmd += ["format", "-t", cid, "-c", str(props), "--ignore-formatted"]
         result = _run_tool(cmd, timeout=120)
         if result.returncode != 0:
             raise ServiceError(
-                f"formatting Kafka storage failed (exit {result.returncode}):\n"
+                f"formatting Kafka storage in {folder} failed (exit {result.returncode}):\n"
                 + _tail(result.stdout, 20)
             )
-    cmd = _java_cmd(java, settings, "kafka.Kafka")
-    return [cmd[0], "-Xmx512m", *cmd[1:], str(props)]
+    cmd = _java_cmd(java, settings, "kafka.Kafka", folder)
+    return [cmd[0], f"-Xmx{heap}", *cmd[1:], str(props)]
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -273,12 +285,12 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-async def _describe_cluster(settings: Settings, timeout: float) -> dict[str, Any]:
+async def _describe_cluster(settings: Settings, timeout: float, bootstrap: str) -> dict[str, Any]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     from config.connections import kafka_options
 
-    options = {**kafka_options(settings), "bootstrap_servers": address(settings)}
+    options = {**kafka_options(settings), "bootstrap_servers": bootstrap}
     admin = AIOKafkaAdminClient(**options, request_timeout_ms=int(timeout * 1000))
     try:
         await admin.start()
@@ -289,14 +301,19 @@ async def _describe_cluster(settings: Settings, timeout: float) -> dict[str, Any
 
 def probe(settings: Settings, timeout: float = 3.0) -> bool:
     """True when the broker answers a metadata request and lists itself."""
+    return bool(broker_ids(settings, settings.kafka_port, timeout))
+
+
+def broker_ids(settings: Settings, port: int, timeout: float = 3.0) -> set[int]:
+    """The brokers the broker on port lists in its metadata; empty when it does not answer."""
     # A plain connect first keeps aiokafka from logging connection errors while we poll.
     try:
-        socket.create_connection(("127.0.0.1", settings.kafka_port), timeout=timeout).close()
+        socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
     except OSError:
-        return False
+        return set()
     try:
-        describe = _describe_cluster(settings, timeout)
+        describe = _describe_cluster(settings, timeout, f"127.0.0.1:{port}")
         cluster = _run(asyncio.wait_for(describe, timeout * 2))
     except Exception:  # noqa: BLE001 - any client failure means "not ready yet"
-        return False
-    return bool(cluster.get("brokers"))
+        return set()
+    return {broker["node_id"] for broker in cluster.get("brokers", [])}

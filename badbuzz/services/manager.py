@@ -1,8 +1,8 @@
 """Start, stop and inspect the local services as detached processes with pid files.
 
-Each service module (kafka, redis) provides NAME, MARKER (a string in its command line, to
-tell our process from an unrelated one that reused the pid), START/STOP timeouts and
-run_dir / address / ports / config_warning / prepare / probe."""
+Each service (the kafka and redis modules, or a node of the local clusters) provides NAME,
+MARKER (a string in its command line, to tell our process from an unrelated one that reused
+the pid), START/STOP timeouts and run_dir / address / ports / config_warning / prepare / probe."""
 from __future__ import annotations
 
 import os
@@ -13,14 +13,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from typing import Protocol
 
 from badbuzz.services import kafka, redis
 from badbuzz.services.errors import ServiceError
 from config.settings import Settings
 
-SERVICES: tuple[ModuleType, ...] = (kafka, redis)
 Echo = Callable[[str], None]
+
+
+class Service(Protocol):
+    NAME: str
+    MARKER: str
+    START_TIMEOUT_S: float
+    STOP_TIMEOUT_S: float
+
+    def run_dir(self, settings: Settings) -> Path: ...
+    def address(self, settings: Settings) -> str: ...
+    def ports(self, settings: Settings) -> list[tuple[int, str]]: ...
+    def config_warning(self, settings: Settings) -> str | None: ...
+    def prepare(self, settings: Settings, echo: Echo) -> list[str]: ...
+    def probe(self, settings: Settings) -> bool: ...
+
+
+SERVICES: tuple[Service, ...] = (kafka, redis)
 
 
 def _echo(message: str) -> None:
@@ -36,11 +52,11 @@ class ServiceState:
     detail: str
 
 
-def pid_file(settings: Settings, svc: ModuleType) -> Path:
+def pid_file(settings: Settings, svc: Service) -> Path:
     return svc.run_dir(settings) / f"{svc.NAME}.pid"
 
 
-def log_file(settings: Settings, svc: ModuleType) -> Path:
+def log_file(settings: Settings, svc: Service) -> Path:
     return svc.run_dir(settings) / f"{svc.NAME}.log"
 
 
@@ -63,7 +79,7 @@ def is_alive(pid: int, marker: str) -> bool:
     return state not in ("Z", "X") and marker.encode() in cmdline
 
 
-def live_pid(settings: Settings, svc: ModuleType) -> int | None:
+def live_pid(settings: Settings, svc: Service) -> int | None:
     """The service's pid from its pid file, removing the file when it is stale."""
     path = pid_file(settings, svc)
     try:
@@ -125,7 +141,7 @@ def _stop_pid(pid: int, marker: str, timeout: float) -> str:
     return f"killed after {timeout:.0f} s"
 
 
-def _spawn(settings: Settings, svc: ModuleType, cmd: list[str]) -> subprocess.Popen[bytes]:
+def _spawn(settings: Settings, svc: Service, cmd: list[str]) -> subprocess.Popen[bytes]:
     with open(log_file(settings, svc), "wb") as log:
         # A new session: the service outlives the CLI and ignores its terminal's signals.
         proc = subprocess.Popen(
@@ -136,7 +152,7 @@ def _spawn(settings: Settings, svc: ModuleType, cmd: list[str]) -> subprocess.Po
     return proc
 
 
-def _wait_ready(settings: Settings, svc: ModuleType, pid: int, timeout: float) -> None:
+def _wait_ready(settings: Settings, svc: Service, pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not svc.probe(settings):
         _reap(pid)
@@ -157,13 +173,15 @@ def _wait_ready(settings: Settings, svc: ModuleType, pid: int, timeout: float) -
         time.sleep(0.2)
 
 
-def up(settings: Settings, *, timeout: float | None = None, echo: Echo = _echo) -> list[str]:
+def up(
+    settings: Settings, *, timeout: float | None = None, echo: Echo = _echo, services: tuple[Service, ...] | None = None
+) -> list[str]:
     """Start whatever is not running yet and wait until each answers; return status lines.
 
     timeout overrides each service's own startup limit (Kafka 60 s, Redis 15 s)."""
     lines: list[str] = []
-    to_start: list[ModuleType] = []
-    for svc in SERVICES:
+    to_start: list[Service] = []
+    for svc in SERVICES if services is None else services:
         pid = live_pid(settings, svc)
         if pid is None:
             for port, env in svc.ports(settings):
@@ -186,16 +204,16 @@ def up(settings: Settings, *, timeout: float | None = None, echo: Echo = _echo) 
         lines.append(
             f"{svc.NAME}: started (pid {proc.pid}) on {svc.address(settings)} in {elapsed:.1f} s"
         )
-    for svc in SERVICES:
+    for svc in SERVICES if services is None else services:
         if warning := svc.config_warning(settings):
             lines.append(warning)
     return lines
 
 
-def down(settings: Settings) -> list[str]:
+def down(settings: Settings, services: tuple[Service, ...] | None = None) -> list[str]:
     """Stop every service (SIGTERM, then SIGKILL after its stop timeout); return status lines."""
     lines: list[str] = []
-    for svc in SERVICES:
+    for svc in SERVICES if services is None else services:
         pid = live_pid(settings, svc)
         if pid is None:
             lines.append(f"{svc.NAME}: not running")
@@ -207,9 +225,9 @@ def down(settings: Settings) -> list[str]:
     return lines
 
 
-def status(settings: Settings) -> dict[str, ServiceState]:
+def status(settings: Settings, services: tuple[Service, ...] | None = None) -> dict[str, ServiceState]:
     states: dict[str, ServiceState] = {}
-    for svc in SERVICES:
+    for svc in SERVICES if services is None else services:
         pid = live_pid(settings, svc)
         if pid is None:
             running, detail = False, "not running"

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from badbuzz.services import ServiceError, down, kafka, manager, redis, status, up
+from badbuzz.services import ServiceError, cluster, down, kafka, manager, redis, status, up
 from config.settings import Settings
 
 
@@ -318,3 +318,61 @@ def test_service_that_exits_during_startup(
 
 async def test_kafka_probe_helper_runs_inside_an_event_loop() -> None:
     assert kafka._run(asyncio.sleep(0, result=42)) == 42
+
+
+# --- local clusters --------------------------------------------------------------------------
+
+def test_cluster_nodes_form_one_quorum_with_production_durability(settings: Settings) -> None:
+    settings = settings.model_copy(update={"cluster_kafka_port": 30000})
+    props = dict(line.split("=", 1) for line in cluster.KafkaNode(2).properties(settings).splitlines())
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:30003,2@127.0.0.1:30004,3@127.0.0.1:30005"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:30001,CONTROLLER://127.0.0.1:30004"
+    assert props["log.dirs"] == str(settings.home / "cluster" / "kafka-2" / "data")
+    for key in ("default.replication.factor", "offsets.topic.replication.factor", "transaction.state.log.replication.factor"):
+        assert props[key] == "3", key
+    assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
+    assert cluster.bootstrap(settings) == "127.0.0.1:30000,127.0.0.1:30001,127.0.0.1:30002"
+
+
+def test_cluster_redis_nodes_persist_and_fail_over_quickly(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis, "check_redis", lambda: "/usr/bin/redis-server")
+    settings = settings.model_copy(update={"cluster_redis_port": 31000})
+    node = cluster.RedisNode(6)
+    cmd = node.prepare(settings, print)
+    options = dict(zip(cmd[2::2], cmd[3::2]))
+    assert options["--port"] == "31005"
+    assert options["--cluster-enabled"] == options["--appendonly"] == "yes"
+    assert options["--cluster-node-timeout"] == "2000"
+    assert options["--dir"] == str(settings.home / "cluster" / "redis-6")
+    assert node.ports(settings) == [(31005, "BADBUZZ_CLUSTER_REDIS_PORT"), (41005, "BADBUZZ_CLUSTER_REDIS_PORT")]
+
+
+def test_cluster_up_names_the_setting_of_a_taken_port(settings: Settings) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        taken = sock.getsockname()[1]
+        sock.listen()
+        busy = settings.model_copy(update={"cluster_kafka_port": taken})
+        with pytest.raises(ServiceError) as err:
+            cluster.up(busy, echo=lambda _: None)
+    assert str(err.value) == f"port {taken} is in use by another process; free it or set BADBUZZ_CLUSTER_KAFKA_PORT"
+    assert all(state.pid is None for state in cluster.status(busy).values())
+
+
+def test_services_env_lines(settings: Settings) -> None:
+    settings = settings.model_copy(update={"cluster_kafka_port": 19092, "cluster_redis_port": 17000, "kafka_port": 9092, "redis_port": 6379})
+    assert cluster.env_lines(settings, cluster=True) == [
+        "export BADBUZZ_KAFKA_BOOTSTRAP=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094",
+        "export BADBUZZ_REDIS_MODE=cluster",
+        "export BADBUZZ_REDIS_URL=redis://127.0.0.1:17000/0",
+        "export BADBUZZ_TOPIC_REPLICATION_FACTOR=3",
+        "export BADBUZZ_TOPIC_MIN_INSYNC_REPLICAS=2",
+    ]
+    assert cluster.env_lines(settings, cluster=False) == [
+        "export BADBUZZ_KAFKA_BOOTSTRAP=127.0.0.1:9092",
+        "export BADBUZZ_REDIS_MODE=standalone",
+        "export BADBUZZ_REDIS_URL=redis://127.0.0.1:6379/0",
+        "export BADBUZZ_TOPIC_REPLICATION_FACTOR=1",
+        "export BADBUZZ_TOPIC_MIN_INSYNC_REPLICAS=1",
+    ]
