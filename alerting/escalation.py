@@ -115,6 +115,13 @@ class Escalator:
         self._baselines: tuple[int, dict[str, Baseline]] | None = None
         self._hours: tuple[int, dict[str, dict[int, HourBucket]]] | None = None
 
+    def watch(self, scopes: Sequence[str]) -> None:
+        """Evaluate ``scopes`` from now on (the watch terms changed): a new one gets its
+        baseline with the next evaluation, a removed one is no longer decided."""
+        self.scopes = list(dict.fromkeys([GLOBAL_SCOPE, *scopes]))
+        self._baselines = None
+        self._hours = None
+
     async def tick(self) -> list[Alert]:
         """The timer's evaluation."""
         now_ms = int(self.clock() * 1000)

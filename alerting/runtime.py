@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import cached_property
 
 import redis.asyncio as aioredis
@@ -21,6 +21,7 @@ from alerting.presets import Presets, ScopeConfigs
 from alerting.rules import RuleConfig, Signal
 from alerting.silences import Silences
 from alerting.sinks import AlertSink, ConsoleSink, KafkaSink, on_topic
+from alerting.watch_terms import FollowedTerms, WatchTerms
 from config.connections import kafka_options, redis_client
 from config.settings import Settings
 from counting.counters import Counters
@@ -85,14 +86,29 @@ def build_sinks(settings: Settings, publish_alert: Publish, redis: aioredis.Redi
 class AlertingRuntime:
     def __init__(
         self, settings: Settings, publish_alert: Publish, model_info: Callable[[], ModelInfo], *,
-        scopes: Sequence[str] | None = None, on_announced: Callable[[Alert], None] | None = None,
+        on_announced: Callable[[Alert], None] | None = None,
     ):
         self.settings = settings
         self.publish_alert = publish_alert
         self.model_info = model_info
         self.on_announced = on_announced
-        self.scopes = list(scopes) if scopes is not None else ScopeMatcher(settings.watch_terms).scopes
         self.cfg = RuleConfig.from_settings(settings)
+
+    @property
+    def scopes(self) -> list[str]:
+        """The global scope and one per watch term, as last read (``watch_terms``)."""
+        return self.watch_terms.scopes
+
+    @cached_property
+    def watch_terms(self) -> FollowedTerms:
+        store = WatchTerms(self.redis, prefix=self.settings.redis_prefix, default=self.settings.watch_terms)
+        return FollowedTerms(store, on_change=self._terms_changed)
+
+    def _terms_changed(self, matcher: ScopeMatcher) -> None:
+        # Counting follows through the pipeline's matcher; evaluation and re-notification here.
+        self.escalator.watch(matcher.scopes)
+        self.renotifier.keys = self._renotify_keys()
+        log.info("watch terms (version %d): %s", self.watch_terms.version, ", ".join(matcher.terms) or "none")
 
     @cached_property
     def redis(self) -> aioredis.Redis:
@@ -125,10 +141,12 @@ class AlertingRuntime:
 
     @cached_property
     def renotifier(self) -> Renotifier:
-        keys = [(signal, scope) for scope in self.escalator.scopes for signal in WINDOW_SIGNALS]
-        keys += [(Signal.MODEL_QUALITY, scope) for scope in MODEL_QUALITY_SCOPES]
         history = IncidentHistory(self.redis, prefix=self.settings.redis_prefix)
-        return Renotifier(self.incidents, history, keys, every_min=self.settings.renotify_min)
+        return Renotifier(self.incidents, history, self._renotify_keys(), every_min=self.settings.renotify_min)
+
+    def _renotify_keys(self) -> list[tuple[Signal, str]]:
+        keys = [(signal, scope) for scope in self.escalator.scopes for signal in WINDOW_SIGNALS]
+        return keys + [(Signal.MODEL_QUALITY, scope) for scope in MODEL_QUALITY_SCOPES]
 
     @cached_property
     def escalator(self) -> Escalator:

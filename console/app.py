@@ -34,6 +34,7 @@ from alerting.quality import AlertQuality, read_alert_quality
 from alerting.rules import RuleConfig
 from alerting.runtime import hour_ttl_s, sink_names
 from alerting.silences import InvalidSilence, Silences
+from alerting.watch_terms import MAX_TERM_CHARS, MAX_TERMS, FollowedTerms, InvalidTerm, TermsChanged, WatchTerms
 from config.connections import redis_client
 from config.settings import Settings
 from console.accounts import AccountError, Accounts, Principal
@@ -42,7 +43,6 @@ from console.scoring import Models, describe, explain
 from console.slack import MAX_BODY_BYTES, BadPayload, answer, parse, post_back, signed
 from console.views import BadQuery, IncidentFilter, Reader, parse_since
 from counting.counters import Counters
-from counting.terms import ScopeMatcher
 from models.bundle import ModelError
 from stream.dashboard import dashboard_page, parse_minutes, parse_scope
 
@@ -98,6 +98,10 @@ class PresetBody(BaseModel):
     preset: str
 
 
+class TermBody(BaseModel):
+    term: str
+
+
 class FeedbackRequest(BaseModel):
     post_id: str
     label: Literal["negative", "not_negative", "positive"]
@@ -119,10 +123,13 @@ class Console:
         incidents = IncidentStore(self.redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s, outbox=outbox, silences=self.silences)
         history = IncidentHistory(self.redis, prefix=s.redis_prefix)
         cfg = RuleConfig.from_settings(s)
+        # Scope lists follow the watch terms admins edit (``fresh_scopes`` reads them again).
+        self.watch_terms = FollowedTerms(WatchTerms(self.redis, prefix=s.redis_prefix, default=s.watch_terms))
         self.reader = Reader(
-            counters, incidents, history, cfg, ScopeMatcher(s.watch_terms).scopes,
+            counters, incidents, history, cfg, self.watch_terms.scopes,
             silences=self.silences, future_tolerance_ms=s.future_tolerance_s * 1000,
         )
+        self.watch_terms.on_change = lambda matcher: setattr(self.reader, "scopes", matcher.scopes)
         self.actions = IncidentActions(incidents, history, counters, cfg)
         self.history = history
         self.presets = Presets(self.redis, prefix=s.redis_prefix)
@@ -316,10 +323,16 @@ def create_app(settings: Settings) -> FastAPI:
         await console(request).accounts.audit(who.who, "silence expired", f"{silence_id}: {ended.matchers}")
         return ended.to_dict()
 
-    def chart_query(request: Request) -> tuple[str, int]:
+    async def fresh_scopes(request: Request) -> list[str]:
+        """The scopes of the watch terms as saved now (one read while they stay the same)."""
+        await console(request).watch_terms.refresh()
+        return console(request).reader.scopes
+
+    async def chart_query(request: Request) -> tuple[str, int]:
+        scopes = await fresh_scopes(request)
         try:
             return (
-                parse_scope(request.query_params.get("scope"), console(request).reader.scopes),
+                parse_scope(request.query_params.get("scope"), scopes),
                 parse_minutes(request.query_params.get("minutes"), default=DEFAULT_MINUTES, retention_min=settings.counter_ttl_s // 60),
             )
         except ValueError as exc:
@@ -379,7 +392,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/api/v1/windows", tags=["api"], summary="The live chart's numbers (as the worker's /api/windows)")
     async def api_windows(request: Request):
         await api_user(request, "viewer")
-        scope, minutes = chart_query(request)
+        scope, minutes = await chart_query(request)
         return await console(request).reader.windows(scope, minutes, console(request).models.display())
 
     async def quality(request: Request) -> AlertQuality:
@@ -409,11 +422,12 @@ def create_app(settings: Settings) -> FastAPI:
         mapping = {
             name: {k: getattr(preset_config(c.rule, name), k) for k in ("margin", "warning_margin", "critical_margin", "p_value")} for name in SCALES
         }
-        return {"version": version, "scopes": {scope: chosen.get(scope, "balanced") for scope in c.reader.scopes}, "presets": mapping}
+        return {"version": version, "scopes": {scope: chosen.get(scope, "balanced") for scope in await fresh_scopes(request)}, "presets": mapping}
 
     async def set_preset(request: Request, who: Principal, scope: str, preset: str) -> dict:
-        if scope not in console(request).reader.scopes:
-            raise ApiError(404, f"no scope {scope!r}: one of {', '.join(console(request).reader.scopes)}")
+        scopes = await fresh_scopes(request)
+        if scope not in scopes:
+            raise ApiError(404, f"no scope {scope!r}: one of {', '.join(scopes)}")
         try:
             version = await console(request).presets.set(scope, preset)
         except InvalidPreset as exc:
@@ -446,6 +460,56 @@ def create_app(settings: Settings) -> FastAPI:
         except ApiError as exc:
             return await presets_view(request, who, status=exc.status, message=exc.message, failed=True)
         return await presets_view(request, who, message=f"{done['scope']} is {done['preset']} (version {done['version']}); workers follow within a minute.")
+
+    async def terms_now(request: Request) -> dict:
+        version, terms = await console(request).watch_terms.store.current()
+        return {"version": version, "terms": terms, "max_terms": MAX_TERMS, "max_term_chars": MAX_TERM_CHARS}
+
+    async def change_terms(request: Request, who: Principal, action: Literal["add", "remove"], term: str) -> dict:
+        store = console(request).watch_terms.store
+        try:
+            version, clean = await (store.add(term) if action == "add" else store.remove(term))
+        except InvalidTerm as exc:
+            raise ApiError(422, str(exc)) from None
+        except TermsChanged as exc:
+            raise ApiError(409, str(exc)) from None
+        what = "watch term added" if action == "add" else "watch term removed"
+        await console(request).accounts.audit(who.who, what, f"{clean} (version {version})")
+        return {"term": clean, "scope": f"term:{clean}", "action": action, **await terms_now(request)}
+
+    @app.get("/api/v1/watch-terms", tags=["api"], summary="The watch terms workers count a scope for")
+    async def api_watch_terms(request: Request):
+        await api_user(request, "viewer")
+        return await terms_now(request)
+
+    @app.post("/api/v1/watch-terms", tags=["api"], summary="Watch a new term (admin); workers count it from their next batch, within seconds")
+    async def api_add_watch_term(request: Request, body: TermBody):
+        return await change_terms(request, await api_user(request, "admin"), "add", body.term)
+
+    @app.delete("/api/v1/watch-terms/{term}", tags=["api"], summary="Stop watching a term (admin); its incidents stay in the history")
+    async def api_remove_watch_term(request: Request, term: str):
+        return await change_terms(request, await api_user(request, "admin"), "remove", term)
+
+    async def terms_view(request: Request, who: Principal, *, status: int = 200, message: str = "", failed: bool = False, typed: str = ""):
+        return render(request, "watch_terms.html", who, status=status, now=await terms_now(request), message=message, failed=failed, typed=typed)
+
+    @app.get("/admin/watch-terms", include_in_schema=False)
+    async def terms_page(request: Request):
+        return await terms_view(request, await page_user(request, "admin"))
+
+    @app.post("/admin/watch-terms", include_in_schema=False)
+    async def terms_post(request: Request):
+        form = await _form(request)
+        who = await page_user(request, "admin", form=form)
+        action, term = form.get("action", ""), form.get("term", "")
+        if action not in ("add", "remove"):
+            return await terms_view(request, who, status=422, message="Choose add or remove.", failed=True)
+        try:
+            done = await change_terms(request, who, action, term)
+        except ApiError as exc:
+            return await terms_view(request, who, status=exc.status, message=exc.message, failed=True, typed=term if action == "add" else "")
+        said = "now watched: workers count it from their next batch" if action == "add" else "no longer watched: its incidents stay in the history"
+        return await terms_view(request, who, message=f"{done['term']!r} is {said} (version {done['version']}).")
 
     @app.post("/slack/actions", include_in_schema=False)
     async def slack_actions(request: Request, background: BackgroundTasks):
@@ -526,7 +590,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def live(request: Request):
         who = await page_user(request)
         try:
-            scope, minutes = chart_query(request)
+            scope, minutes = await chart_query(request)
         except ApiError as exc:
             return render(request, "refused.html", who, status=400, message=exc.message)
         try:
@@ -544,7 +608,7 @@ def create_app(settings: Settings) -> FastAPI:
         except BadQuery as exc:
             return render(request, "refused.html", who, status=400, message=str(exc))
         found = await console(request).reader.incident_list(wanted)
-        return render(request, "incidents.html", who, incidents=found, wanted=wanted, scopes=console(request).reader.scopes)
+        return render(request, "incidents.html", who, incidents=found, wanted=wanted, scopes=await fresh_scopes(request))
 
     @app.get("/incidents/{incident_id}", include_in_schema=False)
     async def incident_page(request: Request, incident_id: str):
@@ -579,7 +643,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def silences_view(request: Request, who: Principal, *, status: int = 200, message: str = "", failed: bool = False):
         current = await console(request).silences.current(now_ms=int(time.time() * 1000))
         return render(request, "silences.html", who, status=status, silences=[s.to_dict() | {"matchers": s.matchers} for s in current],
-                      scopes=console(request).reader.scopes, message=message, failed=failed)
+                      scopes=await fresh_scopes(request), message=message, failed=failed)
 
     @app.post("/silences", include_in_schema=False)
     async def silence_post(request: Request):

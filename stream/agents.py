@@ -14,7 +14,6 @@ from faust.types import EventT
 from faust.types.tuples import ack_lock
 
 from config.settings import Settings
-from counting.terms import ScopeMatcher
 from stream.heap import freeze_long_lived_objects
 from stream.metrics import Metrics
 from stream.pipeline import Batch, BatchResult, Pipeline, RawMessage
@@ -28,10 +27,6 @@ DLQ_TRUNCATED_BYTES = 512 * 1024
 # How long a batch in hand when the worker begins to stop may take to finish; the
 # shutdown waits for it (Faust waits for every taken event) within its grace period.
 STOP_WAIT_S = 5.0
-
-
-def scopes_for(settings: Settings) -> list[str]:
-    return ScopeMatcher(settings.watch_terms).scopes
 
 
 def to_raw_message(event) -> RawMessage:
@@ -103,8 +98,10 @@ class BatchHandler:
         stopped: asyncio.Future,
         crash: Callable[[BaseException], Awaitable[None]],
         stop_wait_s: float = STOP_WAIT_S,
+        before_batches: Sequence[Callable[[], Awaitable[object]]] = (),
     ):
         self.pipeline = pipeline
+        self.before_batches = list(before_batches)
         self.metrics = metrics
         self.stopped = stopped
         self.crash = crash
@@ -122,6 +119,8 @@ class BatchHandler:
 
     async def start(self) -> None:
         await self._until_done(self.pipeline.start)
+        for step in self.before_batches:
+            await self._until_done(step)
 
     async def handle(self, events: Sequence[EventT]) -> BatchResult | None:
         """The batch's result once it is counted; None when it was held."""
@@ -162,10 +161,16 @@ class BatchHandler:
         self.halted = True
 
 
-def register(app: faust.App, settings: Settings, raw: faust.TopicT, build_pipeline: Callable[[], Pipeline], metrics: Metrics) -> None:
+def register(
+    app: faust.App, settings: Settings, raw: faust.TopicT, build_pipeline: Callable[[], Pipeline], metrics: Metrics,
+    *, load_watch_terms: Callable[[], Awaitable[object]],
+) -> None:
+    """``load_watch_terms``: read the terms the console saved, so the first batch is
+    matched with them rather than with the settings' ones."""
+
     @app.agent(raw, name="score-and-count")
     async def score_and_count(stream):
-        handler = BatchHandler(build_pipeline(), metrics, stopped=until_stopped(app), crash=app.crash)
+        handler = BatchHandler(build_pipeline(), metrics, stopped=until_stopped(app), crash=app.crash, before_batches=[load_watch_terms])
         try:
             await handler.start()
         except Abandoned:

@@ -10,6 +10,7 @@ import threading
 import faust
 
 from alerting.runtime import AlertingRuntime
+from alerting.watch_terms import POLL_S as WATCH_TERMS_POLL_S
 from config.connections import faust_credentials
 from config.settings import Settings
 from models.scorer import Scorer
@@ -65,13 +66,16 @@ def create_app(settings: Settings, scorer: Scorer) -> faust.App:
     async def publish_alert(key: bytes, value: bytes) -> None:
         await (await alerts.send(key=key, value=value))
 
-    alerting = AlertingRuntime(settings, publish_alert, lambda: active.info, scopes=agents.scopes_for(settings), on_announced=metrics.record_alert)
+    alerting = AlertingRuntime(settings, publish_alert, lambda: active.info, on_announced=metrics.record_alert)
     observers = lifecycle.register(app, settings, active, metrics, alerting)
 
     def build_pipeline() -> Pipeline:
-        return Pipeline(PipelineConfig.from_settings(settings), active, alerting.counters, alerting.escalator, agents.dead_letter_to(dlq, metrics), observers)
+        return Pipeline(
+            PipelineConfig.from_settings(settings), active, alerting.counters, alerting.escalator, agents.dead_letter_to(dlq, metrics), observers,
+            matcher=lambda: alerting.watch_terms.matcher,
+        )
 
-    agents.register(app, settings, raw, build_pipeline, metrics)
+    agents.register(app, settings, raw, build_pipeline, metrics, load_watch_terms=alerting.watch_terms.refresh)
     ownership = assignment.ScopeOwnership(settings.topic_raw)
     alerting.escalator.owns = ownership.owns
     assignment.register(app, settings.topic_raw, alerting.counters, ownership)
@@ -98,6 +102,23 @@ def register_alerting(app: faust.App, settings: Settings, alerting: AlertingRunt
             await alerting.scope_configs.refresh()
         except Exception as exc:
             log.warning("sensitivity presets not read at start (%s): the timer reads them", error_class(exc))
+
+    terms_outage = Outage(log, "watch terms")
+
+    @app.timer(WATCH_TERMS_POLL_S)
+    async def follow_watch_terms() -> None:
+        # One read of the version most of the time; the terms themselves only when it moved.
+        try:
+            await alerting.watch_terms.refresh()
+        except Exception as exc:
+            error = error_class(exc)
+            metrics.handler_errors.labels("timer", error).inc()
+            if error == UNEXPECTED:
+                log.exception("watch terms not refreshed; trying again at the next tick")
+            else:
+                terms_outage.failed(exc)
+        else:
+            terms_outage.recovered()
 
     @app.timer(settings.alert_eval_interval_s)
     async def evaluate_on_timer() -> None:

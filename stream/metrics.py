@@ -1,9 +1,11 @@
 """The worker's Prometheus metrics, served on its web port at ``/metrics``.
 
 Two kinds: what this worker process did (counters and histograms, recorded by the agent
-after each batch; sum them over workers), and the shared state every worker reads from
-Redis at scrape time (window rates, baselines, open incidents, alert outbox; identical on
-every worker, so take ``max`` over workers, not ``sum``). Each ``Metrics`` owns its own
+after each batch; sum them over workers, and the consumer lag of its partitions), and the
+shared state (window rates, baselines, open incidents, alert outbox; identical on every
+worker, so take ``max`` over workers, not ``sum``). The shared state is computed by one
+worker at a time every few seconds and cached in Redis (``stream.web``): a scrape reads
+that one key whatever the number of scopes. Each ``Metrics`` owns its own
 ``CollectorRegistry``: two apps in one process (tests) never clash.
 
 Label values are bounded: scopes come from the configured watch terms, dead-letter reasons
@@ -11,6 +13,7 @@ are folded into a fixed set of classes (the full reason is in the DLQ header), e
 those of ``stream.retry``."""
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -91,6 +94,35 @@ class SharedState:
     outbox: Mapping[tuple[str, str], int] = field(default_factory=dict)
     # (topic, partition) -> messages not yet processed by this worker
     lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    # How old the cached shared figures were when scraped; None: none cached yet.
+    age_s: float | None = None
+
+    def to_cache(self, *, computed_ms: int) -> bytes:
+        """The shared part, as the worker that computed it caches it for all of them."""
+        return json.dumps({
+            "computed_ms": computed_ms,
+            "watermark_ms": self.watermark_ms,
+            "windows": [[scope, minutes, total, negative] for (scope, minutes), (total, negative) in self.windows.items()],
+            "baselines": self.baselines,
+            "expected_per_minute": self.expected_per_minute,
+            "incidents": [list(i) for i in self.incidents],
+            "outbox": [[sink, state, n] for (sink, state), n in self.outbox.items()],
+        }).encode()
+
+    @classmethod
+    def from_cache(cls, raw: bytes, *, lag: Mapping[tuple[str, int], int], now_ms: int) -> SharedState:
+        d = json.loads(raw)
+        return cls(
+            redis_up=True,
+            watermark_ms=d["watermark_ms"],
+            windows={(scope, minutes): (total, negative) for scope, minutes, total, negative in d["windows"]},
+            baselines=d["baselines"],
+            expected_per_minute=d["expected_per_minute"],
+            incidents=[tuple(i) for i in d["incidents"]],
+            outbox={(sink, state): n for sink, state, n in d["outbox"]},
+            lag=lag,
+            age_s=max(0.0, (now_ms - d["computed_ms"]) / 1000),
+        )
 
 
 class _SharedStateCollector:
@@ -108,6 +140,10 @@ class _SharedStateCollector:
         up = GaugeMetricFamily("badbuzz_redis_up", "1 when the last scrape could read Redis, else 0")
         up.add_metric([], 1.0 if s.redis_up else 0.0)
         yield up
+        if s.age_s is not None:
+            yield GaugeMetricFamily(
+                "badbuzz_shared_metrics_age_seconds", "How long ago the shared figures below were computed (by one of the workers)", value=s.age_s
+            )
         if s.watermark_ms is not None:
             yield GaugeMetricFamily(
                 "badbuzz_event_watermark_timestamp_seconds",

@@ -147,6 +147,8 @@ class Pipeline:
         escalator: Escalator,
         dead_letter: DeadLetter,
         observers: Sequence[BatchObserver] = (),
+        *,
+        matcher: Callable[[], ScopeMatcher] | None = None,
     ):
         self.cfg = cfg
         # Hot swaps (stream.model_watch) are adopted between batches, never within one.
@@ -155,10 +157,19 @@ class Pipeline:
         self.counters = counters
         self.escalator = escalator
         self.dead_letter = dead_letter
-        self.matcher = ScopeMatcher(cfg.watch_terms)
+        # The watch terms the console edits reach a running worker as a new matcher
+        # (alerting.watch_terms); a batch matches all its posts with one of them.
+        if matcher is None:
+            fixed = ScopeMatcher(cfg.watch_terms)
+            matcher = lambda: fixed  # noqa: E731 - one matcher for the pipeline's life
+        self._matcher = matcher
         self._watermark_ms = 0
         # The active model and its recent scoring seconds per post (moving average).
         self._cost_per_post: tuple[Scorer, float] | None = None
+
+    @property
+    def matcher(self) -> ScopeMatcher:
+        return self._matcher()
 
     @property
     def scorer(self) -> Scorer:

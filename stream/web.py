@@ -1,6 +1,7 @@
 """The worker's own web pages, on Faust's web server (``BADBUZZ_WEB_HOST``:``BADBUZZ_WEB_PORT``):
 
-- ``/metrics``: Prometheus exposition (``stream.metrics``), shared state read at scrape time;
+- ``/metrics``: Prometheus exposition (``stream.metrics``): this worker's own figures, and
+  the shared ones one worker computes every ``SHARED_METRICS_PERIOD_S`` for all (``SharedMetrics``);
 - ``/dashboard``: the live page for people (``dashboard.html``, no build step, no CDN);
 - ``/api/windows?scope=all&minutes=180``: the JSON the page draws;
 - ``/healthz``: the process answers (a liveness probe);
@@ -26,6 +27,7 @@ from alerting.history import baseline_at, reads_for
 from alerting.outbox import Outbox
 from alerting.rules import Signal
 from alerting.runtime import AlertingRuntime
+from config.connections import shared_keyspace
 from config.settings import Settings
 from counting.windows import (
     GLOBAL_SCOPE,
@@ -46,6 +48,8 @@ _LAG_TIMEOUT_S = 5.0
 # Below the probes' own timeout, so a hung broker or Redis reads as "not ready", not as a
 # probe that timed out.
 PROBE_TIMEOUT_S = 3.0
+# How often one of the workers computes the shared figures of /metrics (SharedMetrics).
+SHARED_METRICS_PERIOD_S = 5.0
 
 
 
@@ -60,8 +64,12 @@ class SharedReader:
     def __init__(self, alerting: AlertingRuntime, *, clock=time.monotonic):
         self.alerting = alerting
         self.cfg = alerting.cfg
-        self.scopes = alerting.scopes
         self._charts = ChartCache(self._build_chart, clock=clock)
+
+    @property
+    def scopes(self) -> list[str]:
+        """The watch terms' scopes as this worker last read them (they change at run time)."""
+        return self.alerting.scopes
 
     async def windows(self, scope: str, minutes: int, model: str) -> dict:
         return await self._charts.get(scope, minutes, model)
@@ -80,7 +88,7 @@ class SharedReader:
             self.alerting.counters, scope=scope, scopes=self.scopes, minutes=minutes, cfg=self.cfg, model=model, incidents_for=latest_incidents
         )
 
-    async def shared_state(self, lag: dict[tuple[str, int], int]) -> SharedState:
+    async def shared_state(self, lag: dict[tuple[str, int], int] | None = None) -> SharedState:
         end, watermark = await self.end_minute()
         reads = reads_for(end, self.cfg)
         first = min(reads.minutes.start, end - max(SLIDING_WINDOWS_MIN) + 1)
@@ -110,8 +118,45 @@ class SharedReader:
             expected_per_minute=expected,
             incidents=incidents,
             outbox=await outbox_lengths(self.alerting.outbox),
-            lag=lag,
+            lag=lag or {},
         )
+
+
+class SharedMetrics:
+    """The shared figures of ``/metrics``, computed by one worker per period and read by
+    every worker's scrape as one key: scrapes cost one Redis read however many scopes
+    and workers there are. ``{P}:metrics:shared`` holds the figures (JSON, with when
+    they were computed) and expires after ``STALE_S``, so a worker fleet that stopped
+    computing shows no figures rather than old ones as current; ``{P}:metrics:lease`` is
+    taken for a period by the worker that computes."""
+
+    STALE_S = 60
+
+    def __init__(self, reader: SharedReader, *, prefix: str, period_s: float = SHARED_METRICS_PERIOD_S, clock=time.time):
+        self.reader = reader
+        self.redis = reader.alerting.redis
+        base = shared_keyspace(prefix)
+        self.key = f"{base}:metrics:shared"
+        self.lease_key = f"{base}:metrics:lease"
+        # A little under the period, so the worker holding it can take it again at its next turn.
+        self.lease_ms = int(period_s * 900)
+        self.clock = clock
+
+    async def refresh(self) -> bool:
+        """Compute and cache the figures if no worker did this period; whether this one did."""
+        if not await self.redis.set(self.lease_key, b"1", nx=True, px=self.lease_ms):
+            return False
+        computed_ms = int(self.clock() * 1000)
+        state = await self.reader.shared_state()
+        await self.redis.set(self.key, state.to_cache(computed_ms=computed_ms), ex=self.STALE_S)
+        return True
+
+    async def read(self, lag: dict[tuple[str, int], int]) -> SharedState:
+        """What a scrape shows: the cached figures and this worker's own lag."""
+        raw = await self.redis.get(self.key)
+        if raw is None:
+            return SharedState(redis_up=True, lag=lag)
+        return SharedState.from_cache(raw, lag=lag, now_ms=int(self.clock() * 1000))
 
 
 async def outbox_lengths(outbox: Outbox) -> dict[tuple[str, str], int]:
@@ -195,6 +240,7 @@ async def redis_problem(redis) -> str | None:
 
 def register(app: faust.App, settings: Settings, metrics: Metrics, alerting: AlertingRuntime, model_info: Callable[[], ModelInfo]) -> None:
     reader = SharedReader(alerting)
+    shared = SharedMetrics(reader, prefix=settings.redis_prefix)
     retention_min = settings.counter_ttl_s // 60
 
     async def read_redis(operation):
@@ -211,10 +257,22 @@ def register(app: faust.App, settings: Settings, metrics: Metrics, alerting: Ale
             parse_minutes(request.query.get("minutes"), default=DEFAULT_MINUTES, retention_min=retention_min),
         )
 
+    @app.task
+    async def compute_shared_metrics() -> None:
+        while True:
+            try:
+                await shared.refresh()
+            except (RedisError, OSError) as exc:
+                metrics.redis_errors.labels("read").inc()
+                log.warning("shared metrics not computed this period: %s", exc)
+            except Exception:
+                log.exception("shared metrics not computed this period")
+            await asyncio.sleep(SHARED_METRICS_PERIOD_S)
+
     @app.page("/metrics", name="badbuzz-metrics")
     async def metrics_view(self, request):
         lag = await consumer_lag(app, settings.topic_raw, metrics)
-        state = await read_redis(reader.shared_state(lag))
+        state = await read_redis(shared.read(lag))
         metrics.update_shared(state or SharedState(redis_up=False, lag=lag))
         return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 

@@ -150,7 +150,13 @@ async def test_dashboard_json_metrics_and_page_show_the_counts_in_redis(isolated
         status, body = await get(f"{base}/api/windows?minutes=5")
         assert (status, orjson.loads(body)["error"]) == (400, "minutes must be a whole number from 10 to 2880, got '5'")
 
+        async def shared_figures_caught_up():
+            # One worker computes the shared figures every few seconds (stream.web.SharedMetrics).
+            return (await metric_samples(base)).get(("badbuzz_event_watermark_timestamp_seconds", ())) == watermark / 1000
+
+        await wait_for(shared_figures_caught_up, timeout=30, what="the shared figures to include the last batch", process=worker)
         got = await metric_samples(base)
+        assert got[("badbuzz_shared_metrics_age_seconds", ())] < 30
         assert got[("badbuzz_posts_counted_total", ())] == len(messages)
         assert got[("badbuzz_posts_scored_total", ())] == len(messages)
         assert got[("badbuzz_posts_duplicate_total", ())] == 0
