@@ -273,7 +273,7 @@ async def send_feedback(settings, feedback: Feedback) -> None:
     from config.topics import ensure_topics
 
     await ensure_topics(settings, [settings.topic_feedback])
-    producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         await producer.send_and_wait(settings.topic_feedback, key=feedback.post_id.encode(), value=feedback.to_json())

@@ -123,33 +123,38 @@ def topics() -> None:
 @topics.command("create")
 @click.option("--partitions", type=click.IntRange(min=1), default=None, help="Partitions of each new topic [default: BADBUZZ_TOPIC_PARTITIONS].")
 @click.option(
-    "--replication-factor", type=click.IntRange(min=1), default=1, show_default=True, help="Copies of each partition (at most the number of brokers)."
+    "--replication-factor",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Copies of each partition, at most the number of brokers [default: BADBUZZ_TOPIC_REPLICATION_FACTOR].",
 )
 @click.option(
     "--min-insync-replicas",
     type=click.IntRange(min=1),
     default=None,
-    help="The topics' min.insync.replicas: replicas that must have an alert before it counts as sent [default: the broker's].",
+    help="The topics' min.insync.replicas: replicas that must have an alert before it counts as sent [default: BADBUZZ_TOPIC_MIN_INSYNC_REPLICAS].",
 )
-def topics_create(partitions: int | None, replication_factor: int, min_insync_replicas: int | None) -> None:
-    """Create the worker's topics that do not exist yet; existing topics are left as they are."""
+def topics_create(partitions: int | None, replication_factor: int | None, min_insync_replicas: int | None) -> None:
+    """Create the worker's topics (and Faust's own) that do not exist yet; existing topics are left as they are."""
     from aiokafka.errors import KafkaError
 
-    from config.topics import ensure_topics
+    from config.topics import ensure_worker_topics, faust_topics
 
-    if min_insync_replicas is not None and min_insync_replicas > replication_factor:
-        raise click.UsageError(f"--min-insync-replicas {min_insync_replicas} exceeds --replication-factor {replication_factor}")
     settings = _settings()
+    replication_factor = replication_factor or settings.topic_replication_factor
+    if min_insync_replicas is None:
+        min_insync_replicas = min(settings.topic_min_insync_replicas, replication_factor)
+    if min_insync_replicas > replication_factor:
+        raise click.UsageError(f"--min-insync-replicas {min_insync_replicas} exceeds --replication-factor {replication_factor}")
     try:
         created = asyncio.run(
-            ensure_topics(settings, settings.topics, partitions=partitions, replication_factor=replication_factor, min_insync_replicas=min_insync_replicas)
+            ensure_worker_topics(settings, partitions=partitions, replication_factor=replication_factor, min_insync_replicas=min_insync_replicas)
         )
     except KafkaError as exc:
         raise UserError(f"Kafka at {settings.kafka_bootstrap}: {exc}") from None
-    shape = f"{partitions or settings.topic_partitions} partitions, replication factor {replication_factor}"
-    if min_insync_replicas is not None:
-        shape += f", min.insync.replicas {min_insync_replicas}"
-    for name in settings.topics:
+    replicas = f"replication factor {replication_factor}, min.insync.replicas {min_insync_replicas}"
+    for name, count in [(name, partitions or settings.topic_partitions) for name in settings.topics] + [(name, 1) for name in faust_topics(settings)]:
+        shape = f"{count} partition{'s' if count > 1 else ''}, {replicas}"
         click.echo(f"{name}: created ({shape})" if name in created else f"{name}: exists, left as it is")
 
 
@@ -247,7 +252,7 @@ def worker(model_uri: str | None, web_port: int | None, loglevel: str) -> None:
     import faust
     from aiokafka.errors import KafkaError
 
-    from config.topics import ensure_topics
+    from config.topics import ensure_worker_topics
     from stream.app import create_app
 
     settings = _settings(model_uri=model_uri, web_port=web_port)
@@ -257,7 +262,7 @@ def worker(model_uri: str | None, web_port: int | None, loglevel: str) -> None:
     # A consumer that starts before its topic exists waits for a metadata refresh before
     # it sees it; creating the topics first also gives them the configured partitions.
     try:
-        asyncio.run(ensure_topics(settings, settings.topics))
+        asyncio.run(ensure_worker_topics(settings))
     except KafkaError as exc:
         raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); is it running? (badbuzz services up)") from None
     app = create_app(settings, scorer)

@@ -154,7 +154,7 @@ async def produce(
     """Send at ``rate`` messages per wall-clock second (0: as fast as the broker takes)."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
         started = time.monotonic()

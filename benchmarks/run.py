@@ -134,7 +134,7 @@ def _messages(texts: Sequence[str], run: str, *, spread_min: int = 30) -> list[t
 
 
 async def _produce(settings: Settings, topic: str, records: Sequence[tuple[bytes, bytes]]) -> float:
-    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", linger_ms=20, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", enable_idempotence=True, linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
     try:
         started = time.perf_counter()
@@ -275,7 +275,7 @@ async def latency_at_load(settings: Settings, model_uri: str, rate: float, secon
     redis = redis_client(s)
     counters = Counters(redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s)
     worker = start_worker(s.model_copy(update={"web_port": free_port()}), log_dir / f"{run}.log")
-    producer = AIOKafkaProducer(**kafka_options(s), acks="all", linger_ms=2)
+    producer = AIOKafkaProducer(**kafka_options(s), acks="all", enable_idempotence=True, linger_ms=2)
     await producer.start()
     try:
         await _wait_consuming(s, producer, redis, worker)

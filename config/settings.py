@@ -38,7 +38,12 @@ class Settings(BaseSettings):
     topic_raw: str = "tweets.raw"
     topic_dlq: str = "tweets.dlq"
     topic_alerts: str = "alerts"
-    topic_partitions: int = 4
+    # The most workers one consumer group keeps busy: a worker beyond it gets no partition.
+    topic_partitions: int = 12
+    # Local defaults (one broker); a production cluster wants 3 and 2 (the Helm chart's), so an
+    # alert survives one broker lost and producing stops rather than keep a single copy.
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 1
     kafka_max_message_bytes: int = 1_048_576
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
@@ -218,12 +223,21 @@ class Settings(BaseSettings):
             return [term.strip().lower() for term in value.split(",") if term.strip()]
         return value
 
-    @field_validator("batch_size", "topic_partitions", "alert_min_volume")
+    @field_validator("batch_size", "topic_partitions", "topic_replication_factor", "topic_min_insync_replicas", "alert_min_volume")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("must be at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _min_insync_within_replicas(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync_replicas}) exceeds TOPIC_REPLICATION_FACTOR ({self.topic_replication_factor}):"
+                " no write could ever be acknowledged by all the replicas it needs"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sentinel_mode_needs_sentinels(self) -> Settings:

@@ -18,16 +18,21 @@ async def ensure_topics(
     names: Sequence[str],
     *,
     partitions: int | None = None,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
     min_insync_replicas: int | None = None,
 ) -> list[str]:
     """Create those of ``names`` that do not exist (existing topics are left as they are);
-    return the ones this call created. ``min_insync_replicas`` sets the topic's own
-    ``min.insync.replicas`` (None: the broker's default). A topic the broker refuses
-    (say, more replicas than brokers) raises its Kafka error."""
-    if min_insync_replicas is not None and min_insync_replicas > replication_factor:
+    return the ones this call created. Partitions, replication factor and the topics' own
+    ``min.insync.replicas`` default to ``BADBUZZ_TOPIC_PARTITIONS``,
+    ``_REPLICATION_FACTOR`` and ``_MIN_INSYNC_REPLICAS`` (that one at most an explicit,
+    smaller replication factor). A topic the broker refuses (say, more replicas than
+    brokers) raises its Kafka error."""
+    replication_factor = replication_factor or settings.topic_replication_factor
+    if min_insync_replicas is None:
+        min_insync_replicas = min(settings.topic_min_insync_replicas, replication_factor)
+    if min_insync_replicas > replication_factor:
         raise ValueError(f"min.insync.replicas {min_insync_replicas} exceeds the replication factor {replication_factor}")
-    configs = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
+    configs = {"min.insync.replicas": str(min_insync_replicas)}
     admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
@@ -50,6 +55,24 @@ async def ensure_topics(
         return created
     finally:
         await admin.close()
+
+
+def faust_topics(settings: Settings) -> list[str]:
+    """Faust's own topic: its leader-election topic (one partition, never written), which Faust
+    would create with the replication factor but no ``min.insync.replicas`` (it has no setting
+    for topic configs). The worker holds no tables and no repartitioned streams, so it has no
+    other internal topic."""
+    return [f"{settings.app_id}-__assignor-__leader"]
+
+
+async def ensure_worker_topics(
+    settings: Settings, *, partitions: int | None = None, replication_factor: int | None = None, min_insync_replicas: int | None = None
+) -> list[str]:
+    """The worker's topics and Faust's own, created as ``ensure_topics`` does, so that Faust
+    finds its topic there and leaves it as it is."""
+    shape = {"replication_factor": replication_factor, "min_insync_replicas": min_insync_replicas}
+    created = await ensure_topics(settings, settings.topics, partitions=partitions, **shape)
+    return created + await ensure_topics(settings, faust_topics(settings), partitions=1, **shape)
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: Sequence[str], timeout_s: float = 30.0) -> None:

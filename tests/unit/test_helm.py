@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from badbuzz.cli import cli
 from config.settings import Settings
+from config.topics import faust_topics
 from tests.unit.test_compose import _field_for, _known_env_names, dockerfile_instructions, exported_metric_names
 
 REPO = Path(__file__).resolve().parents[2]
@@ -284,10 +285,67 @@ def test_topics_are_created_as_the_values_say(production_docs):
     docs = render("-f", str(PRODUCTION), "--set", "topics.create.enabled=false,topics.strimzi.enabled=true,topics.strimzi.clusterName=main")
     assert not [d for d in docs if d["kind"] == "Job" and d["metadata"]["name"].endswith("-topics")]
     topics = {d["spec"]["topicName"]: d for d in docs if d["kind"] == "KafkaTopic"}
-    assert set(topics) == set(Settings(_env_file=None).topics)
-    for topic in topics.values():
+    settings = Settings(_env_file=None, app_id=settings_from(docs)["BADBUZZ_APP_ID"])
+    assert set(topics) == {*settings.topics, *faust_topics(settings)}
+    assert len({t["metadata"]["name"] for t in topics.values()}) == len(topics)
+    for name, topic in topics.items():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "main"
-        assert (topic["spec"]["partitions"], topic["spec"]["replicas"], topic["spec"]["config"]) == (12, 3, {"min.insync.replicas": 2})
+        partitions = 1 if name in faust_topics(settings) else 12
+        assert (topic["spec"]["partitions"], topic["spec"]["replicas"], topic["spec"]["config"]) == (partitions, 3, {"min.insync.replicas": 2})
+
+
+def test_the_chart_defaults_to_a_production_kafka_and_maps_the_topic_shape_to_the_settings(default_docs):
+    config = settings_from(default_docs)
+    assert {k: config[k] for k in config if k.startswith("BADBUZZ_TOPIC_") and k[len("BADBUZZ_TOPIC_"):] not in {"RAW", "DLQ", "ALERTS", "FEEDBACK"}} == {
+        "BADBUZZ_TOPIC_PARTITIONS": "12",
+        "BADBUZZ_TOPIC_REPLICATION_FACTOR": "3",
+        "BADBUZZ_TOPIC_MIN_INSYNC_REPLICAS": "2",
+    }
+    settings = Settings(_env_file=None, **{_field_for(k): v for k, v in config.items()})
+    assert (settings.topic_partitions, settings.topic_replication_factor, settings.topic_min_insync_replicas) == (12, 3, 2)
+    (container,) = one(default_docs, "Job", "-topics")["spec"]["template"]["spec"]["containers"]
+    assert container["command"][3:] == ["--partitions=12", "--replication-factor=3", "--min-insync-replicas=2"]
+    local = settings_from(render("--set", "topics.partitions=4,topics.replicationFactor=1,topics.minInsyncReplicas=1,worker.replicaCount=1"))
+    assert (local["BADBUZZ_TOPIC_PARTITIONS"], local["BADBUZZ_TOPIC_REPLICATION_FACTOR"], local["BADBUZZ_TOPIC_MIN_INSYNC_REPLICAS"]) == ("4", "1", "1")
+
+
+def test_min_insync_above_the_replication_factor_is_refused():
+    done = helm("template", "bb", str(CHART), "--kube-version", KUBE_VERSION, "--set", "topics.replicationFactor=1")
+    assert done.returncode != 0
+    assert "topics.minInsyncReplicas (2) exceeds topics.replicationFactor (1)" in done.stderr
+    done = helm("template", "bb", str(CHART), "--kube-version", KUBE_VERSION, "--set", "config.BADBUZZ_TOPIC_REPLICATION_FACTOR=1")
+    assert done.returncode != 0 and "config.BADBUZZ_TOPIC_REPLICATION_FACTOR is set by the chart from its own values" in done.stderr
+
+
+def test_redis_modes_reach_the_settings(default_docs, production_docs):
+    assert settings_from(default_docs)["BADBUZZ_REDIS_MODE"] == "standalone"
+    assert "BADBUZZ_REDIS_SENTINELS" not in settings_from(default_docs)
+    production = settings_from(production_docs)
+    assert Settings(_env_file=None, **{_field_for(k): v for k, v in production.items()}).redis_mode == "cluster"
+    docs = render("--set", "redis.mode=sentinel,redis.sentinels={sentinel-0.sentinel:26379,sentinel-1.sentinel:26379},redis.sentinelMaster=badbuzz")
+    config = settings_from(docs)
+    assert {k: v for k, v in config.items() if k.startswith("BADBUZZ_REDIS_") and k != "BADBUZZ_REDIS_URL"} == {
+        "BADBUZZ_REDIS_MODE": "sentinel",
+        "BADBUZZ_REDIS_SENTINELS": "sentinel-0.sentinel:26379,sentinel-1.sentinel:26379",
+        "BADBUZZ_REDIS_SENTINEL_MASTER": "badbuzz",
+    }
+    settings = Settings(_env_file=None, **{_field_for(k): v for k, v in config.items()})
+    assert (settings.sentinel_addresses, settings.redis_sentinel_master) == ([("sentinel-0.sentinel", 26379), ("sentinel-1.sentinel", 26379)], "badbuzz")
+    # Hook Jobs get the settings inline: the same Redis there.
+    (container,) = one(docs, "Job", "-topics")["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in container["env"]}["BADBUZZ_REDIS_MODE"] == "sentinel"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ("redis.mode=sentinel", "redis.sentinels is required with redis.mode sentinel"),
+        ("redis.mode=replicated", 'redis.mode is "replicated": standalone, cluster or sentinel'),
+    ],
+)
+def test_an_unusable_redis_mode_is_refused(values, message):
+    done = helm("template", "bb", str(CHART), "--kube-version", KUBE_VERSION, "--set", values)
+    assert done.returncode != 0 and message in done.stderr
 
 
 def test_retraining_never_overlaps_and_the_first_champion_is_trained_only_when_missing(production_docs):
@@ -404,7 +462,7 @@ def test_more_workers_than_partitions_is_refused():
     done = helm("template", "bb", str(CHART), "--kube-version", KUBE_VERSION, "-f", str(PRODUCTION), "--set", "autoscaling.maxReplicas=13")
     assert done.returncode != 0
     assert "autoscaling.maxReplicas (13) exceeds topics.partitions (12)" in done.stderr
-    done = helm("template", "bb", str(CHART), "--kube-version", KUBE_VERSION, "--set", "worker.replicaCount=5")
+    done = helm("template", "bb", str(CHART), "--kube-version", KUBE_VERSION, "--set", "worker.replicaCount=5,topics.partitions=4")
     assert done.returncode != 0 and "worker.replicaCount (5) exceeds topics.partitions (4)" in done.stderr
 
 

@@ -194,7 +194,7 @@ def test_server_properties(settings: Settings) -> None:
     assert props["log.dirs"] == str(settings.home / "kafka" / "data")
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["auto.create.topics.enable"] == "true"
-    assert props["num.partitions"] == "4"
+    assert props["num.partitions"] == str(settings.topic_partitions) == "12"
     for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
                 "default.replication.factor", "transaction.state.log.min.isr", "min.insync.replicas"):
         assert props[key] == "1", key

@@ -112,6 +112,11 @@ BADBUZZ_KAFKA_SSL_KEYFILE: {{ printf "%s/%s" (include "badbuzz.kafka.tlsDir" $) 
 {{- end }}
 {{- end }}
 BADBUZZ_REDIS_URL: {{ .Values.redis.url | quote }}
+BADBUZZ_REDIS_MODE: {{ .Values.redis.mode | quote }}
+{{- if eq .Values.redis.mode "sentinel" }}
+BADBUZZ_REDIS_SENTINELS: {{ join "," .Values.redis.sentinels | quote }}
+BADBUZZ_REDIS_SENTINEL_MASTER: {{ .Values.redis.sentinelMaster | quote }}
+{{- end }}
 {{- if .Values.redis.tls.existingSecret }}
 BADBUZZ_REDIS_SSL_CA_FILE: {{ printf "%s/%s" (include "badbuzz.redis.tlsDir" .) .Values.redis.tls.caKey | quote }}
 {{- end }}
@@ -120,6 +125,8 @@ BADBUZZ_TOPIC_DLQ: {{ .Values.topics.names.dlq | quote }}
 BADBUZZ_TOPIC_ALERTS: {{ .Values.topics.names.alerts | quote }}
 BADBUZZ_TOPIC_FEEDBACK: {{ .Values.topics.names.feedback | quote }}
 BADBUZZ_TOPIC_PARTITIONS: {{ .Values.topics.partitions | quote }}
+BADBUZZ_TOPIC_REPLICATION_FACTOR: {{ .Values.topics.replicationFactor | quote }}
+BADBUZZ_TOPIC_MIN_INSYNC_REPLICAS: {{ .Values.topics.minInsyncReplicas | quote }}
 BADBUZZ_APP_ID: {{ .Values.appId | quote }}
 BADBUZZ_WEB_HOST: "0.0.0.0"
 BADBUZZ_WEB_PORT: {{ .Values.worker.containerPorts.http | quote }}
@@ -251,8 +258,14 @@ securityContext:
 {{- if and (not .Values.autoscaling.enabled) (gt (int .Values.worker.replicaCount) (int .Values.topics.partitions)) -}}
 {{- fail (printf "worker.replicaCount (%v) exceeds topics.partitions (%v): a worker beyond the partitions holds none" .Values.worker.replicaCount .Values.topics.partitions) -}}
 {{- end -}}
-{{- if and .Values.topics.minInsyncReplicas (gt (int .Values.topics.minInsyncReplicas) (int .Values.topics.replicationFactor)) -}}
-{{- fail "topics.minInsyncReplicas exceeds topics.replicationFactor" -}}
+{{- if gt (int .Values.topics.minInsyncReplicas) (int .Values.topics.replicationFactor) -}}
+{{- fail (printf "topics.minInsyncReplicas (%v) exceeds topics.replicationFactor (%v): no write could be acknowledged" .Values.topics.minInsyncReplicas .Values.topics.replicationFactor) -}}
+{{- end -}}
+{{- if not (has .Values.redis.mode (list "standalone" "cluster" "sentinel")) -}}
+{{- fail (printf "redis.mode is %q: standalone, cluster or sentinel" .Values.redis.mode) -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "sentinel") (not .Values.redis.sentinels) -}}
+{{- fail "redis.sentinels is required with redis.mode sentinel: list them as host:port" -}}
 {{- end -}}
 {{- if and .Values.topics.create.enabled .Values.topics.strimzi.enabled -}}
 {{- fail "topics.create.enabled and topics.strimzi.enabled both create the topics: choose one" -}}
