@@ -56,9 +56,13 @@ local now = tonumber(ARGV[6])
 local window = tonumber(ARGV[7])
 local dedup_ttl = tonumber(ARGV[8])
 local keep_all = ARGV[9] == '1'
+local expected_through = tonumber(ARGV[10])
 local state = redis.call('HMGET', KEYS[1], 'o', 't')
 local counted_through = tonumber(state[1] or '-1')
 local newest = tonumber(state[2] or '0')
+-- This worker counted up to expected_through itself: Redis has forgotten writes it
+-- acknowledged (a failover ahead of replication, a restart without the last writes).
+if counted_through < expected_through then return {-1, counted_through} end
 
 -- Dedup generations, oldest first: sequence, opened at, newest id at, buckets, ids.
 local gens, live = {}, {}
@@ -109,7 +113,7 @@ local function remember(hid, hlo)
   end
 end
 
-local i = 10
+local i = 11
 local n = #ARGV
 -- Positions (0-based) of the posts counted for the first time, in argument order.
 local fresh = {}
@@ -281,6 +285,18 @@ def example_candidates(posts: Sequence[ScoredPost], k: int) -> set[int]:
     return chosen
 
 
+class CountsLost(Exception):
+    """Redis no longer has counts this worker wrote and saw acknowledged."""
+
+    def __init__(self, partition: int, redis_through: int, counted_through: int):
+        super().__init__(
+            f"Redis has partition {partition} counted through offset {redis_through}, but this worker counted it through {counted_through}: "
+            "Redis lost acknowledged writes (a failover or restart); the messages after its offset must be read again"
+        )
+        self.partition = partition
+        self.redis_through = redis_through
+
+
 def id_hash(post_id: str) -> int:
     """A 63-bit hash of a post id: what the dedup window keeps (a positive int64, so
     Redis stores it in an intset). Two ids collide with odds of about n²/2⁶⁴ for n ids in
@@ -337,13 +353,17 @@ class Counters:
         partition: int = 0,
         through_offset: int = -1,
         arrived_ms: int | None = None,
+        expected_through: int = -1,
     ) -> list[int]:
         """Count the posts of one partition not counted before; return their positions in
         ``posts``, ascending. A post is skipped when its offset is at or below the
         partition's last counted offset, or when its id was counted within the dedup
         window. ``through_offset`` (the batch's last offset in the partition, dead letters
         included) is stored as counted with the counts. ``arrived_ms`` is the clock of the
-        dedup window (the messages' Kafka timestamps; now by default). ``model_version``
+        dedup window (the messages' Kafka timestamps; now by default).
+        ``expected_through``: the offset this caller itself last counted in the partition;
+        if Redis's is older, Redis lost those writes and ``CountsLost`` is raised with
+        nothing counted. ``model_version``
         is kept with the example posts' predictions; ``shown(position)`` gives what the
         console may show of a post: it is asked only for the few posts that can become
         alert examples, and kept (``T:post:<id>``) for those that do."""
@@ -362,7 +382,7 @@ class Counters:
             arrived_ms = int(time.time() * 1000)
         args: list[object] = [
             tag, self.ttl_s, self.hour_ttl_s, self.examples_per_minute, through_offset, arrived_ms, window_ms, 2 * self.dedup_window_s + 60,
-            1 if self.keep_all_predictions else 0,
+            1 if self.keep_all_predictions else 0, expected_through,
         ]
         for position, post in enumerate(posts):
             hashed = id_hash(post.id)
@@ -377,7 +397,10 @@ class Counters:
                 args.append(orjson.dumps({"score": post.score, "negative": post.negative, "model": model_version}))
             else:
                 args.append("")
-        return [int(position) for position in await self._count(keys=[f"{tag}:o", f"{tag}:d"], args=args)]
+        fresh = [int(position) for position in await self._count(keys=[f"{tag}:o", f"{tag}:d"], args=args)]
+        if fresh and fresh[0] < 0:
+            raise CountsLost(partition, fresh[1], expected_through)
+        return fresh
 
     async def counted_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
         """The last counted offset of each of these partitions that has one."""

@@ -14,6 +14,7 @@ from faust.types import EventT
 from faust.types.tuples import ack_lock
 
 from config.settings import Settings
+from counting.counters import CountsLost
 from stream.heap import freeze_long_lived_objects
 from stream.metrics import Metrics
 from stream.pipeline import Batch, BatchResult, Pipeline, RawMessage
@@ -145,6 +146,13 @@ class BatchHandler:
                     log.critical("batch of %d cancelled before it was counted; stopping the worker without committing it", len(events))
                     asyncio.ensure_future(self.crash(RuntimeError("a batch was cancelled before it was counted")))
             raise
+        except CountsLost as exc:
+            # Only a restart reads the forgotten messages again: on assignment the worker
+            # resumes where Redis's counts end (stream.assignment).
+            self._hold(events)
+            log.critical("%s; stopping the worker so that it resumes at Redis's offset", exc)
+            await self.crash(exc)
+            return None
         except Exception as exc:
             self._hold(events)
             log.critical(

@@ -124,3 +124,21 @@ async def test_dedup_sets_stay_compact_as_the_rate_grows(redis, prefix):
     assert encodings == {b"intset"} and max(sizes) <= 400
     # And they still know every id.
     assert all(await counters.counted([p.id for p in posts]))
+
+
+async def test_counts_redis_lost_stop_the_count_and_resumption_starts_at_redis_offset(redis, prefix):
+    from faust.types import TP
+
+    from counting.counters import CountsLost, partition_tag
+    from stream.assignment import resume_offsets
+
+    counters = Counters(redis, prefix=prefix, ttl_s=600)
+    minute = int(time.time() // 60)
+    await counters.count_new([post(f"a{i}", i, minute) for i in range(10)], partition=2, through_offset=9)
+    # A failover ahead of replication: the promoted replica had the partition through offset 4.
+    await redis.hset(f"{partition_tag(prefix, 2)}:o", "o", 4)
+    with pytest.raises(CountsLost, match="counted through offset 4, but this worker counted it through 9"):
+        await counters.count_new([post(f"a{i}", i, minute) for i in range(10, 13)], partition=2, through_offset=12, expected_through=9)
+    assert (await counters.window("all", minute, 1)).total == 10
+    assigned = {TP("raw", 2), TP("raw", 5), TP("other", 2)}
+    assert await resume_offsets(counters, "raw", assigned) == {TP("raw", 2): 5}
