@@ -379,6 +379,22 @@ def bench(families: tuple[str, ...], quick: bool, out: Path, profile: bool) -> N
         raise UserError(str(exc)) from None
 
 
+@cli.command("bench-cluster")
+@click.option("--quick", is_flag=True, help="A quarter of the volumes: a smoke run, not figures to quote.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks"), show_default=True)
+def bench_cluster(quick: bool, out: Path) -> None:
+    """Scale-out figures: Redis CPU, commands and memory per post (standalone and Redis
+    Cluster), the drain rate with 1, 2 and 3 workers on the local clusters, and the idle
+    time of a SIGKILLed worker's partitions; writes OUT/cluster-results.md and .json.
+    Starts the local clusters if needed (and leaves them running)."""
+    run_cluster_bench = _benchmarks("cluster").run_cluster_bench
+
+    try:
+        asyncio.run(run_cluster_bench(_settings(), quick=quick, out_dir=out, say=click.echo))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 @cli.command("bench-quality")
 @click.option("--family", "families", multiple=True, type=click.Choice(FAMILIES), help="Only these families [default: every registered one].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks"), show_default=True)

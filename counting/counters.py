@@ -43,9 +43,11 @@ import redis.asyncio as aioredis
 
 from counting.windows import Bucket, WindowStats, aggregate, window_minutes
 
-# New posts are first gathered per key in Lua tables, then written with one command per
-# key and field: a batch mostly shares a minute, and a command per post, scope and term
-# made Redis the second-largest CPU cost of the stream.
+# Redis is shared by every worker, so it does per post only what needs the shared state
+# (the offset and dedup checks, one SADD); the caller sends the batch's sums per (scope,
+# minute), and the script writes them with one command per key and field. When a post
+# turns out to have been counted before, the script writes nothing and names the skipped
+# posts; the caller sums again without them and calls once more.
 _COUNT_SCRIPT = """
 local tag = ARGV[1]
 local ttl = tonumber(ARGV[2])
@@ -57,6 +59,8 @@ local window = tonumber(ARGV[7])
 local dedup_ttl = tonumber(ARGV[8])
 local keep_all = ARGV[9] == '1'
 local expected_through = tonumber(ARGV[10])
+local nposts = tonumber(ARGV[11])
+local batch_newest = tonumber(ARGV[12])
 local state = redis.call('HMGET', KEYS[1], 'o', 't')
 local counted_through = tonumber(state[1] or '-1')
 local newest = tonumber(state[2] or '0')
@@ -73,139 +77,129 @@ if raw then
   end
 end
 for _, g in ipairs(gens) do
-  if g.last >= now - window then live[#live + 1] = g end
+  if g.last >= now - window then
+    g.prefix = tag .. ':d:' .. g.seq .. ':'
+    live[#live + 1] = g
+  end
 end
+
+-- First pass, writing nothing: which posts were counted before (by offset or by id).
+local skipped = {}
+local in_batch = {}
+local first_post = 13
+for p = 0, nposts - 1 do
+  local at = first_post + 3 * p
+  local offset = tonumber(ARGV[at])
+  local hid = ARGV[at + 1]
+  local skip = (offset >= 0 and offset <= counted_through) or in_batch[hid]
+  if not skip then
+    local hlo = tonumber(ARGV[at + 2])
+    for k = #live, 1, -1 do
+      local g = live[k]
+      if redis.call('SISMEMBER', g.prefix .. (hlo % g.b), hid) == 1 then skip = true; break end
+    end
+  end
+  if skip then skipped[#skipped + 1] = p end
+  in_batch[hid] = true
+end
+-- The caller's sums assumed every post new: it recomputes them without these.
+if #skipped > 0 then
+  table.insert(skipped, 1, -2)
+  return skipped
+end
+
 local dedup_changed = #live ~= #gens
 local function open(b, seq)
-  local g = {seq = seq, start = now, last = now, b = b, c = 0}
+  local g = {seq = seq, start = now, last = now, b = b, c = 0, prefix = tag .. ':d:' .. seq .. ':'}
   live[#live + 1] = g
   dedup_changed = true
   return g
 end
 local cur = live[#live]
-if not cur then
-  cur = open(@INITIAL_BUCKETS@, gens[#gens] and gens[#gens].seq + 1 or 1)
-elseif now - cur.start >= window then
-  -- Sized for the rate the closing generation saw.
-  local b = 1
-  while b * @TARGET@ < cur.c do b = b * 2 end
-  cur = open(b, cur.seq + 1)
-end
-local function seen(hid, hlo)
-  for k = #live, 1, -1 do
-    local g = live[k]
-    if redis.call('SISMEMBER', tag .. ':d:' .. g.seq .. ':' .. (hlo % g.b), hid) == 1 then return true end
+if nposts > 0 then
+  if not cur then
+    cur = open(@INITIAL_BUCKETS@, gens[#gens] and gens[#gens].seq + 1 or 1)
+  elseif now - cur.start >= window then
+    -- Sized for the rate the closing generation saw.
+    local b = 1
+    while b * @TARGET@ < cur.c do b = b * 2 end
+    cur = open(b, cur.seq + 1)
   end
-  return false
 end
 local touched = {}
-local function remember(hid, hlo)
+for p = 0, nposts - 1 do
+  local at = first_post + 3 * p
   -- A full generation would leave the compact encoding: a new one, twice as wide.
   if cur.c >= cur.b * @CAPACITY@ then cur = open(cur.b * 2, cur.seq + 1) end
-  local key = tag .. ':d:' .. cur.seq .. ':' .. (hlo % cur.b)
-  redis.call('SADD', key, hid)
+  local key = cur.prefix .. (tonumber(ARGV[at + 2]) % cur.b)
+  redis.call('SADD', key, ARGV[at + 1])
   cur.c = cur.c + 1
-  if now > cur.last then cur.last = now end
-  dedup_changed = true
   if not touched[key] then
     touched[key] = true
     redis.call('EXPIRE', key, dedup_ttl)
   end
 end
+if nposts > 0 then
+  dedup_changed = true
+  if now > cur.last then cur.last = now end
+end
 
-local i = 11
-local n = #ARGV
--- Positions (0-based) of the posts counted for the first time, in argument order.
-local fresh = {}
-local position = 0
-local buckets, bucket_keys = {}, {}
-local terms, examples_of = {}, {}
-local max_event = newest
-while i <= n do
-  local offset = tonumber(ARGV[i])
-  local post_id = ARGV[i + 1]
-  local hid = ARGV[i + 2]
-  local hlo = tonumber(ARGV[i + 3])
-  local event_ms = tonumber(ARGV[i + 4])
-  local score = ARGV[i + 5]
-  local neg = ARGV[i + 6] == '1'
-  local nscopes = tonumber(ARGV[i + 7])
-  local first_scope = i + 8
-  local nterms = tonumber(ARGV[first_scope + nscopes])
-  local first_term = first_scope + nscopes + 1
-  local shown = ARGV[first_term + nterms]
-  local new = not (offset >= 0 and offset <= counted_through) and not seen(hid, hlo)
-  if new then
-    remember(hid, hlo)
-    fresh[#fresh + 1] = position
-    if event_ms > max_event then max_event = event_ms end
-    if keep_all then redis.call('SET', tag .. ':post:' .. post_id, shown, 'EX', ttl) end
-    local minute = math.floor(event_ms / 60000)
-    local hour = math.floor(minute / 60)
-    for s = first_scope, first_scope + nscopes - 1 do
-      local key = tag .. ':b:' .. ARGV[s] .. ':' .. minute
-      local b = buckets[key]
-      if not b then
-        b = {n = 0, neg = 0, s = 0, hour = tag .. ':h:' .. ARGV[s] .. ':' .. hour, live = tag .. ':m:' .. ARGV[s] .. ':' .. hour, bit = minute % 60}
-        buckets[key] = b
-        bucket_keys[#bucket_keys + 1] = key
-      end
-      b.n = b.n + 1
-      b.s = b.s + tonumber(score)
-      if neg then
-        b.neg = b.neg + 1
-        if examples > 0 then
-          local xkey = tag .. ':x:' .. ARGV[s] .. ':' .. minute
-          local xs = examples_of[xkey]
-          if not xs then xs = {}; examples_of[xkey] = xs end
-          xs[#xs + 1] = {tonumber(score), score, post_id, shown}
-        end
-        if nterms > 0 then
-          local tkey = tag .. ':t:' .. ARGV[s] .. ':' .. minute
-          local ts = terms[tkey]
-          if not ts then ts = {}; terms[tkey] = ts end
-          for t = first_term, first_term + nterms - 1 do
-            ts[ARGV[t]] = (ts[ARGV[t]] or 0) + 1
-          end
-        end
-      end
-    end
-  end
-  i = first_term + nterms + 1
-  position = position + 1
-end
-for _, key in ipairs(bucket_keys) do
-  local b = buckets[key]
-  redis.call('HINCRBY', key, 'n', b.n)
-  if b.neg > 0 then redis.call('HINCRBY', key, 'neg', b.neg) end
-  redis.call('HINCRBYFLOAT', key, 's', b.s)
+-- The sums per (scope, minute), made by the caller.
+local i = first_post + 3 * nposts
+local nbuckets = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, nbuckets do
+  local scope, minute = ARGV[i], tonumber(ARGV[i + 1])
+  local n, neg = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local hour = math.floor(minute / 60)
+  local key = tag .. ':b:' .. scope .. ':' .. minute
+  redis.call('HINCRBY', key, 'n', n)
+  if neg > 0 then redis.call('HINCRBY', key, 'neg', neg) end
+  redis.call('HINCRBYFLOAT', key, 's', ARGV[i + 4])
   redis.call('EXPIRE', key, ttl)
-  if redis.call('HINCRBY', b.hour, 'n', b.n) == b.n then redis.call('EXPIRE', b.hour, hour_ttl) end
-  if b.neg > 0 then redis.call('HINCRBY', b.hour, 'neg', b.neg) end
-  if redis.call('SETBIT', b.live, b.bit, 1) == 0 then redis.call('EXPIRE', b.live, hour_ttl) end
-end
-local shown_kept = {}
-for xkey, xs in pairs(examples_of) do
-  -- Only the batch's best can survive the trim: add the top ones by score, with every
-  -- post tied with the last of them (Redis breaks ties by member, so it decides those).
-  table.sort(xs, function(a, b) return a[1] > b[1] end)
-  for r, x in ipairs(xs) do
-    if r > examples and x[1] < xs[examples][1] then break end
-    redis.call('ZADD', xkey, x[2], x[3])
-    if x[4] ~= '' and not keep_all and not shown_kept[x[3]] then
-      redis.call('SET', tag .. ':post:' .. x[3], x[4], 'EX', ttl)
-      shown_kept[x[3]] = true
+  local hkey = tag .. ':h:' .. scope .. ':' .. hour
+  if redis.call('HINCRBY', hkey, 'n', n) == n then redis.call('EXPIRE', hkey, hour_ttl) end
+  if neg > 0 then redis.call('HINCRBY', hkey, 'neg', neg) end
+  local mkey = tag .. ':m:' .. scope .. ':' .. hour
+  if redis.call('SETBIT', mkey, minute % 60, 1) == 0 then redis.call('EXPIRE', mkey, hour_ttl) end
+  local nterms = tonumber(ARGV[i + 5])
+  i = i + 6
+  if nterms > 0 then
+    local tkey = tag .. ':t:' .. scope .. ':' .. minute
+    for t = 0, nterms - 1 do redis.call('ZINCRBY', tkey, ARGV[i + 2 * t + 1], ARGV[i + 2 * t]) end
+    redis.call('EXPIRE', tkey, ttl)
+    i = i + 2 * nterms
+  end
+  local ncandidates = tonumber(ARGV[i])
+  i = i + 1
+  if ncandidates > 0 then
+    -- The caller offers the batch's best (and every post tied with the last of them:
+    -- Redis breaks ties by member, so it decides those).
+    local xkey = tag .. ':x:' .. scope .. ':' .. minute
+    local offered = {}
+    for c = 0, ncandidates - 1 do
+      redis.call('ZADD', xkey, ARGV[i + 3 * c], ARGV[i + 3 * c + 1])
+      offered[ARGV[i + 3 * c + 1]] = ARGV[i + 3 * c + 2]
+    end
+    i = i + 3 * ncandidates
+    redis.call('ZREMRANGEBYRANK', xkey, 0, -(examples + 1))
+    redis.call('EXPIRE', xkey, ttl)
+    -- What the console shows is kept for the examples that stayed, not every tie offered.
+    if not keep_all then
+      for _, member in ipairs(redis.call('ZRANGE', xkey, 0, -1)) do
+        local shown = offered[member]
+        if shown and shown ~= '' then redis.call('SET', tag .. ':post:' .. member, shown, 'EX', ttl) end
+      end
     end
   end
-  redis.call('ZREMRANGEBYRANK', xkey, 0, -(examples + 1))
-  redis.call('EXPIRE', xkey, ttl)
 end
-for tkey, ts in pairs(terms) do
-  for term, count in pairs(ts) do redis.call('ZINCRBY', tkey, count, term) end
-  redis.call('EXPIRE', tkey, ttl)
+if keep_all then
+  for p = 0, nposts - 1 do redis.call('SET', tag .. ':post:' .. ARGV[i + 2 * p], ARGV[i + 2 * p + 1], 'EX', ttl) end
 end
-if through > counted_through or max_event > newest then
-  redis.call('HSET', KEYS[1], 'o', tostring(math.max(through, counted_through)), 't', tostring(max_event))
+
+local newest_now = math.max(newest, nposts > 0 and batch_newest or 0)
+if through > counted_through or newest_now > newest then
+  redis.call('HSET', KEYS[1], 'o', tostring(math.max(through, counted_through)), 't', tostring(newest_now))
   -- A partition idle for the rollups' retention resumes at Kafka's committed offset.
   redis.call('EXPIRE', KEYS[1], hour_ttl)
 end
@@ -216,7 +210,7 @@ if dedup_changed then
   end
   redis.call('SET', KEYS[2], table.concat(parts), 'EX', dedup_ttl)
 end
-return fresh
+return {nposts}
 """.replace("@INITIAL_BUCKETS@", "256").replace("@TARGET@", "256").replace("@CAPACITY@", "400")
 # Redis keeps a set of integers compact (8 bytes each) up to ``set-max-intset-entries``
 # (512 by default): generations aim at 256 ids per set and open a wider one at 400.
@@ -363,10 +357,10 @@ class Counters:
         dedup window (the messages' Kafka timestamps; now by default).
         ``expected_through``: the offset this caller itself last counted in the partition;
         if Redis's is older, Redis lost those writes and ``CountsLost`` is raised with
-        nothing counted. ``model_version``
-        is kept with the example posts' predictions; ``shown(position)`` gives what the
-        console may show of a post: it is asked only for the few posts that can become
-        alert examples, and kept (``T:post:<id>``) for those that do."""
+        nothing counted. ``model_version`` is kept with the example posts' predictions;
+        ``shown(position)`` gives what the console may show of a post: it is asked only
+        for the few posts that can become alert examples, and kept (``T:post:<id>``) for
+        those that do."""
         if not posts and through_offset < 0:
             return []
         if partition not in self._registered:
@@ -375,32 +369,67 @@ class Counters:
             pipe.expire(f"{self.prefix}:partitions", self.hour_ttl_s)
             await pipe.execute()
             self._registered.add(partition)
-        candidates = example_candidates(posts, self.examples_per_minute) if self.examples_per_minute > 0 else set()
         tag = self._tag(partition)
-        window_ms = self.dedup_window_s * 1000
-        if arrived_ms is None:
-            arrived_ms = int(time.time() * 1000)
-        args: list[object] = [
-            tag, self.ttl_s, self.hour_ttl_s, self.examples_per_minute, through_offset, arrived_ms, window_ms, 2 * self.dedup_window_s + 60,
+        header: list[object] = [
+            tag, self.ttl_s, self.hour_ttl_s, self.examples_per_minute, through_offset,
+            int(time.time() * 1000) if arrived_ms is None else arrived_ms, self.dedup_window_s * 1000, 2 * self.dedup_window_s + 60,
             1 if self.keep_all_predictions else 0, expected_through,
         ]
-        for position, post in enumerate(posts):
-            hashed = id_hash(post.id)
-            args += [post.offset, post.id, hashed, hashed & 0xFFFFF, post.event_ms, repr(post.score), 1 if post.negative else 0, len(post.scopes)]
-            args += post.scopes
-            args.append(len(post.terms))
-            args += post.terms
-            if position in candidates:
-                seen = shown(position) if shown is not None else ShownPost("")
-                args.append(orjson.dumps({"text": seen.text, "url": seen.url, "score": post.score, "negative": post.negative, "model": model_version}))
-            elif self.keep_all_predictions:
-                args.append(orjson.dumps({"score": post.score, "negative": post.negative, "model": model_version}))
-            else:
-                args.append("")
-        fresh = [int(position) for position in await self._count(keys=[f"{tag}:o", f"{tag}:d"], args=args)]
-        if fresh and fresh[0] < 0:
-            raise CountsLost(partition, fresh[1], expected_through)
-        return fresh
+        hashes = [id_hash(post.id) for post in posts]
+        remaining = list(range(len(posts)))
+        while True:
+            args = header + [len(remaining), max((posts[i].event_ms for i in remaining), default=0)]
+            for i in remaining:
+                args += [posts[i].offset, hashes[i], hashes[i] & 0xFFFFF]
+            args += self._sums([posts[i] for i in remaining], model_version, shown, remaining)
+            reply = [int(v) for v in await self._count(keys=[f"{tag}:o", f"{tag}:d"], args=args)]
+            if reply[0] == -1:
+                raise CountsLost(partition, reply[1], expected_through)
+            if reply[0] != -2:
+                return remaining
+            skipped = {remaining[p] for p in reply[1:]}
+            remaining = [i for i in remaining if i not in skipped]
+
+    def _sums(
+        self, posts: Sequence[ScoredPost], model_version: str, shown: Callable[[int], ShownPost] | None, positions: Sequence[int]
+    ) -> list[object]:
+        """The script's arguments after the posts: per (scope, minute) the count, negatives,
+        score sum, term counts and example candidates; then, when every prediction is kept,
+        each post's."""
+        groups: dict[tuple[str, int], list] = {}
+        for post in posts:
+            minute = post.event_ms // 60_000
+            for scope in post.scopes:
+                group = groups.get((scope, minute))
+                if group is None:
+                    group = groups[(scope, minute)] = [0, 0, 0.0, {}]
+                group[0] += 1
+                group[2] += post.score
+                if post.negative:
+                    group[1] += 1
+                    terms = group[3]
+                    for term in post.terms:
+                        terms[term] = terms.get(term, 0) + 1
+        candidates = example_candidates(posts, self.examples_per_minute) if self.examples_per_minute > 0 else set()
+        offered: dict[tuple[str, int], list[object]] = {}
+        for k in sorted(candidates):
+            post = posts[k]
+            seen = shown(positions[k]) if shown is not None else ShownPost("")
+            kept = orjson.dumps({"text": seen.text, "url": seen.url, "score": post.score, "negative": post.negative, "model": model_version})
+            for scope in post.scopes:
+                offered.setdefault((scope, post.event_ms // 60_000), []).extend((repr(post.score), post.id, kept))
+        args: list[object] = [len(groups)]
+        for (scope, minute), (n, neg, score_sum, terms) in groups.items():
+            args += [scope, minute, n, neg, repr(score_sum), len(terms)]
+            for term, count in terms.items():
+                args += [term, count]
+            chosen = offered.get((scope, minute), [])
+            args.append(len(chosen) // 3)
+            args += chosen
+        if self.keep_all_predictions:
+            for post in posts:
+                args += [post.id, orjson.dumps({"score": post.score, "negative": post.negative, "model": model_version})]
+        return args
 
     async def counted_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
         """The last counted offset of each of these partitions that has one."""
