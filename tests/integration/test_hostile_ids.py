@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from alerting.feedback import MAX_POST_ID_CHARS, FeedbackProcessor, FeedbackStore, ModelQualityMonitor, make_feedback
 from alerting.incidents import IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
+from benchmarks.keys import delete_prefix
+from config.connections import shared_keyspace
 from counting.counters import Counters, ScoredPost
 from models.scorer import ModelInfo
 from tests.configs import DEFAULTS, rule_config
@@ -56,14 +58,12 @@ async def _check(redis_url: str, cases) -> None:
             await processor.handle(feedback.to_json())
         wrong = {post_id for post_id, said, truth in cases if said != truth}
         assert set(await store.wrong_since(0, int(now * 1000))) == wrong
-        assert await redis.type(f"{prefix}:feedback:wrong") == (b"zset" if wrong else b"none")
+        assert await redis.type(f"{shared_keyspace(prefix)}:feedback:wrong") == (b"zset" if wrong else b"none")
         for post_id, said, truth in cases:
             record = await store.get(post_id)
             assert (record["post_id"], record["label"], record["wrong"]) == (post_id, "negative" if truth else "positive", said != truth)
             assert (await counters.prediction(post_id)).negative is said
         assert (await counters.window("all", minute, 1)).total == len(cases)
     finally:
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
+        await delete_prefix(redis, prefix)
         await redis.aclose()
