@@ -8,11 +8,11 @@ Privacy: a feedback record holds the post id, the label, the prediction (score, 
 model version), a comment with handles and links replaced by placeholders, and times.
 Never the post's text or its author.
 
-Key layout (``P`` is the Redis prefix): ``P:feedback:post:<post id>`` (the latest record,
+Key layout (``P`` is the Redis prefix as a hash tag, ``{prefix}``, so on Redis Cluster all of it shares one slot):
+``P:feedback:post:<post id>`` (the latest record,
 JSON), ``P:feedback:wrong`` (post ids reported wrong, scored by submission time). Post ids
 come from outside, so they live under their own ``post:`` namespace: no id, however
-chosen, names another key. Records kept before that namespace (``P:feedback:<post id>``)
-are still read by ``FeedbackStore.submitted_since`` until they expire."""
+chosen, names another key."""
 from __future__ import annotations
 
 import logging
@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from alerting.alert import Alert, iso
 from alerting.incidents import IncidentStore, model_quality_alert, next_incident
 from alerting.rules import RuleConfig, Signal, decide_model_quality
+from config.connections import shared_keyspace, transaction
 from counting.counters import Counters, Prediction
 from counting.windows import MINUTE_MS, minute_of
 from models.preprocess import preprocess
@@ -111,7 +112,7 @@ def is_wrong(label: str, prediction: Prediction | None) -> bool | None:
 class FeedbackStore:
     def __init__(self, redis: aioredis.Redis, *, prefix: str, ttl_s: int):
         self.redis = redis
-        self.prefix = prefix
+        self.prefix = shared_keyspace(prefix)
         self.ttl_s = ttl_s
 
     def _key(self, post_id: str) -> str:
@@ -135,7 +136,7 @@ class FeedbackStore:
             "received_at": now_ms,
             "source": feedback.source,
         }
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.set(self._key(feedback.post_id), orjson.dumps(record), ex=self.ttl_s)
         # A later correction of the same post replaces the earlier one in the count.
         if wrong:
@@ -153,8 +154,7 @@ class FeedbackStore:
 
     async def submitted_since(self, since_ms: int) -> list[dict]:
         """The records submitted at or after ``since_ms``, oldest first, the latest per
-        post. Scans the keyspace: for offline jobs (report, retraining), never the worker.
-        Records kept before post ids had their own namespace are read too."""
+        post. Scans the keyspace: for offline jobs (report, retraining), never the worker."""
         wrong_key = self._wrong_key.encode()
         keys = [k async for k in self.redis.scan_iter(match=f"{self.prefix}:feedback:*", count=5000) if k != wrong_key]
         latest: dict[str, dict] = {}

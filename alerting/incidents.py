@@ -7,7 +7,8 @@ same change race on the CAS, the loser's alert is never queued, and a worker tha
 after the change cannot leave it unannounced. A resolved incident stays in Redis through
 its cool-down, so a re-trigger reopens the same incident id.
 
-The same script keeps the history (``IncidentHistory``): ``P:incident-log`` (incident ids
+The same script keeps the history (``IncidentHistory``; ``P`` is the Redis prefix as a hash tag, ``{prefix}``, so on Redis Cluster all of it shares one slot):
+``P:incident-log`` (incident ids
 scored by their latest announcement, ms) and ``P:incident-log:<incident id>`` (every
 announcement's alert JSON, oldest first), both kept for the counters' retention."""
 from __future__ import annotations
@@ -25,6 +26,7 @@ from alerting.alert import Alert, iso
 from alerting.outbox import Outbox
 from alerting.rules import Action, Baseline, Decision, Episode, Severity, Signal, advance
 from alerting.silences import Silences
+from config.connections import shared_keyspace
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +147,7 @@ class IncidentStore:
         process queued once. An announcement an active silence matches is recorded in the
         history (with ``muted_by``) but queued for no sink."""
         self.redis = redis
-        self.prefix = prefix
+        self.prefix = shared_keyspace(prefix)
         self.ttl_s = ttl_s
         self.outbox = outbox
         self.on_announced = on_announced
@@ -202,6 +204,8 @@ class IncidentStore:
 
 
 class HistoryKeys:
+    """Keys under an already tagged ``prefix`` (``shared_keyspace``)."""
+
     def __init__(self, prefix: str):
         self.index = f"{prefix}:incident-log"
         self._prefix = prefix
@@ -215,7 +219,7 @@ class IncidentHistory:
 
     def __init__(self, redis: aioredis.Redis, *, prefix: str):
         self.redis = redis
-        self.keys = HistoryKeys(prefix)
+        self.keys = HistoryKeys(shared_keyspace(prefix))
 
     async def ids(self, *, since_ms: int | None = None, limit: int = 200) -> list[str]:
         """Incident ids announced at or after ``since_ms``, latest announcement first."""

@@ -11,7 +11,8 @@ sink and drops it from the queue — on failure it pushes the due time out with
 exponential backoff. Delivery is at-least-once; the per-sink delivered marker keeps an
 alert id from being sent again by another worker or after a restart.
 
-Key layout (``P`` is the Redis prefix): ``P:alert:<alert id>`` (the alert's JSON),
+Key layout (``P`` is the Redis prefix as a hash tag, ``{prefix}``, so on Redis Cluster all of it shares one slot):
+``P:alert:<alert id>`` (the alert's JSON),
 ``P:outbox:<sink>`` (due queue), ``P:outbox:<sink>:attempts`` (failed attempts per id),
 ``P:delivered:<sink>:<alert id>``. All expire after the retention."""
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from alerting.alert import Alert
+from config.connections import shared_keyspace, transaction
 from config.settings import Settings
 
 _CLAIM = """
@@ -76,6 +78,8 @@ class OutboxConfig:
 
 
 class OutboxKeys:
+    """Keys under an already tagged ``prefix`` (``shared_keyspace``)."""
+
     def __init__(self, prefix: str):
         self.prefix = prefix
 
@@ -95,7 +99,7 @@ class OutboxKeys:
 class Outbox:
     def __init__(self, redis: aioredis.Redis, *, prefix: str, sinks: Sequence[str], cfg: OutboxConfig):
         self.redis = redis
-        self.keys = OutboxKeys(prefix)
+        self.keys = OutboxKeys(shared_keyspace(prefix))
         self.sinks = list(sinks)
         self.cfg = cfg
         self._claim = redis.register_script(_CLAIM)
@@ -119,7 +123,7 @@ class Outbox:
         created = await self.redis.set(self.keys.alert(alert.alert_id), alert.to_json(), nx=True, ex=self.cfg.retention_s)
         if not created:
             return False
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         for sink in self.sinks:
             pipe.zadd(self.keys.queue(sink), {alert.alert_id: now_ms}, nx=True)
         await pipe.execute()
@@ -175,7 +179,7 @@ class Outbox:
         await self.redis.zadd(self.keys.queue(sink), {alert_id: until_ms}, xx=True)
 
     async def drop(self, sink: str, alert_id: str) -> None:
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.zrem(self.keys.queue(sink), alert_id)
         pipe.hdel(self.keys.attempts(sink), alert_id)
         await pipe.execute()

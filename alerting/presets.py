@@ -4,7 +4,8 @@ without restarting the workers.
 A preset scales the negative-rate rule's margins (``BADBUZZ_ALERT_MARGIN``,
 ``_WARNING_MARGIN``, ``_CRITICAL_MARGIN``) and its p-value (``BADBUZZ_ALERT_P_VALUE``);
 ``balanced`` is the settings as they are, and every other part of the rule is the same
-for all presets. Keys: ``P:alert-presets`` (hash: scope -> preset; a balanced scope has
+for all presets. Keys (``P`` is the Redis prefix as a hash tag, ``{prefix}``, so on Redis Cluster all of it shares one slot):
+``P:alert-presets`` (hash: scope -> preset; a balanced scope has
 no field) and ``P:alert-presets:version`` (incremented in the same transaction as every
 change): each worker's timer reads the version and re-reads the presets when it moved."""
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import replace
 import redis.asyncio as aioredis
 
 from alerting.rules import RuleConfig
+from config.connections import shared_keyspace, transaction
 
 # Preset -> (margin factor, p-value factor).
 SCALES = {"sensitive": (0.75, 10.0), "balanced": (1.0, 1.0), "strict": (1.5, 0.1)}
@@ -47,13 +49,14 @@ def preset_config(cfg: RuleConfig, preset: str) -> RuleConfig:
 class Presets:
     def __init__(self, redis: aioredis.Redis, *, prefix: str):
         self.redis = redis
+        prefix = shared_keyspace(prefix)
         self.key = f"{prefix}:alert-presets"
         self.version_key = f"{prefix}:alert-presets:version"
 
     async def set(self, scope: str, preset: str) -> int:
         """Put ``scope`` on ``preset``; the new version."""
         check_preset(preset)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         if preset == DEFAULT:
             pipe.hdel(self.key, scope)
         else:
@@ -66,7 +69,7 @@ class Presets:
 
     async def current(self) -> tuple[int, dict[str, str]]:
         """(version, scope -> preset for every scope not balanced), read together."""
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.get(self.version_key)
         pipe.hgetall(self.key)
         version, found = await pipe.execute()

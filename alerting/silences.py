@@ -2,7 +2,8 @@
 detection and the incident go on) but queues it for no sink.
 
 A silence matches on scope, signal and severity, each optional (any), between its start
-and end. ``P:silence:<id>`` holds its JSON and expires at its end, so a silence lifts by
+and end (``P`` is the Redis prefix as a hash tag, ``{prefix}``, so on Redis Cluster all of it shares one slot).
+``P:silence:<id>`` holds its JSON and expires at its end, so a silence lifts by
 itself; ``P:silences`` (ids scored by their end, ms) lists them, trimmed as it is read."""
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass
 import redis.asyncio as aioredis
 
 from alerting.alert import Alert, iso
+from config.connections import shared_keyspace, transaction
 
 SIGNALS = ("negative_rate", "volume", "model_quality")
 SEVERITIES = ("watch", "warning", "critical")
@@ -60,8 +62,8 @@ def _choice(name: str, value: str | None, allowed: tuple[str, ...] | None = None
 class Silences:
     def __init__(self, redis: aioredis.Redis, *, prefix: str):
         self.redis = redis
-        self.prefix = prefix
-        self.index = f"{prefix}:silences"
+        self.prefix = shared_keyspace(prefix)
+        self.index = f"{self.prefix}:silences"
 
     def _key(self, silence_id: str) -> str:
         return f"{self.prefix}:silence:{silence_id}"
@@ -83,7 +85,7 @@ class Silences:
         return silence
 
     async def _store(self, silence: Silence, now_ms: int) -> None:
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.set(self._key(silence.id), json.dumps(asdict(silence)), px=silence.ends_ms - now_ms)
         pipe.zadd(self.index, {silence.id: silence.ends_ms})
         await pipe.execute()
@@ -93,7 +95,7 @@ class Silences:
         raw = await self.redis.get(self._key(silence_id))
         if raw is None:
             return None
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.delete(self._key(silence_id))
         pipe.zrem(self.index, silence_id)
         await pipe.execute()

@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from alerting.alert import NO_DRIVERS, Alert
+from config.connections import shared_keyspace, transaction
 
 COLOURS = {"watch": "#ECB22E", "warning": "#E8912D", "critical": "#E01E5A", "resolved": "#2EB67D"}
 _ICONS = {"watch": ":eyes:", "warning": ":warning:", "critical": ":rotating_light:", "resolved": ":white_check_mark:"}
@@ -188,7 +189,7 @@ class SlackBotSink:
         self.console_url = console_url
         self.channel = channel
         self.redis = redis
-        self.prefix = prefix
+        self.prefix = shared_keyspace(prefix)
         self.ttl_s = ttl_s
 
     def _thread_key(self, incident_id: str) -> str:
@@ -211,7 +212,7 @@ class SlackBotSink:
         if not response.get("ok"):
             raise SlackDeliveryError(f"chat.postMessage failed: {response.get('error')}")
         ts = str(response["ts"])
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.set(self._posted_key(alert.alert_id), ts, ex=self.ttl_s)
         if thread is None:
             pipe.set(self._thread_key(alert.incident_id), f"{response['channel']}|{ts}", nx=True, ex=self.ttl_s)

@@ -34,6 +34,7 @@ from alerting.incidents import IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import RuleConfig
 from badbuzz import replay as rp
+from benchmarks.keys import delete_prefix
 from config.connections import redis_client
 from config.settings import Settings
 from counting.counters import Counters, ScoredPost
@@ -264,9 +265,7 @@ async def _simulate(
             if (hour_start - start) % (1440 * 7) == 0:
                 say(f"  [{name}] simulated up to {_stamp(hour_start)} ({counted} posts, {time.perf_counter() - started:.0f}s)")
     finally:
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await redis.unlink(*keys[i : i + 500])
+        await delete_prefix(redis, prefix)
         await redis.aclose()
     return RunResult(alerts, counted, time.perf_counter() - started)
 

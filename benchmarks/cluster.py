@@ -18,6 +18,7 @@ from aiokafka.structs import TopicPartition
 
 from badbuzz.processes import free_port, start_worker, stop_worker
 from badbuzz.services import cluster
+from benchmarks.keys import delete_prefix
 from benchmarks.run import Report, _messages, _produce, registered_models, sample_texts
 from config.connections import redis_client
 from config.settings import Settings
@@ -92,7 +93,7 @@ async def redis_counting_cost(settings: Settings, n: int) -> dict:
         after = await _server_totals(masters)
         assert (await counters.window("all", int(time.time() * 1000) // MINUTE_MS, 180)).total == n, "the benchmark lost posts"
     finally:
-        await delete_counters(redis, prefix)
+        await delete_prefix(redis, prefix)
         await redis.aclose()
         for client in masters:
             await client.aclose()
@@ -104,17 +105,6 @@ async def redis_counting_cost(settings: Settings, n: int) -> dict:
         "mib_per_million_posts": (after["memory"] - before["memory"]) / n * 1_000_000 / 2**20,
         "posts_per_s_one_client": n / elapsed,
     }
-
-
-async def delete_counters(redis: aioredis.Redis, prefix: str) -> None:
-    """Every key of the counters under ``prefix`` (one hash tag per partition)."""
-    partitions = await Counters(redis, prefix=prefix, ttl_s=1).partitions()
-    patterns = [f"{prefix}:*"] + ["{" + f"{prefix}:p{p}" + "}*" for p in partitions]
-    for pattern in patterns:
-        keys = [k async for k in redis.scan_iter(match=pattern, count=5000)]
-        for start in range(0, len(keys), 500):
-            for key in keys[start : start + 500]:
-                await redis.unlink(key)
 
 
 async def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:
@@ -172,7 +162,7 @@ async def cluster_drain(settings: Settings, model_uri: str, n: int, *, workers: 
     finally:
         for p in procs:
             stop_worker(p)
-        await delete_counters(redis, s.redis_prefix)
+        await delete_prefix(redis, s.redis_prefix)
         await redis.aclose()
         await delete_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from badbuzz.processes import PROJECT_ROOT, free_port, settings_env, start_worker, stop_worker
+from benchmarks.keys import delete_prefix
 from config.connections import redis_client
 from config.settings import Settings
 from config.topics import delete_topics, ensure_topics
@@ -149,8 +150,6 @@ async def console_load(
         if worker is not None:
             stop_worker(worker)
         stop_worker(console)
-        keys = [k async for k in redis.scan_iter(match=f"{s.redis_prefix}:*", count=1000)]
-        for i in range(0, len(keys), 1000):
-            await redis.unlink(*keys[i : i + 1000])
+        await delete_prefix(redis, s.redis_prefix)
         await redis.aclose()
         await delete_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from badbuzz.processes import free_port, start_worker, stop_worker
+from benchmarks.keys import delete_prefix
 from benchmarks.profiling import cpu_seconds, start_sampling, stop_sampling, summarise
 from benchmarks.recovery import RATE as RECOVERY_RATE
 from benchmarks.recovery import measure_recovery
@@ -233,7 +234,7 @@ async def end_to_end(
             stop_sampling(sampler)
         for p in procs:
             stop_worker(p)
-        await _delete_prefix(redis, s.redis_prefix)
+        await delete_prefix(redis, s.redis_prefix)
         await redis.aclose()
         await delete_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
 
@@ -314,7 +315,7 @@ async def latency_at_load(settings: Settings, model_uri: str, rate: float, secon
     finally:
         await producer.stop()
         stop_worker(worker)
-        await _delete_prefix(redis, s.redis_prefix)
+        await delete_prefix(redis, s.redis_prefix)
         await redis.aclose()
         await delete_topics(s, [s.topic_raw, s.topic_dlq, s.topic_alerts])
 
@@ -354,7 +355,7 @@ async def redis_memory(settings: Settings, n: int, report: Report, say: Say) -> 
         await counters.count(posts)
     after = (await redis.info("memory"))["used_memory"]
     per_million = (after - before) / n * 1_000_000 / 2**20
-    await _delete_prefix(redis, prefix)
+    await delete_prefix(redis, prefix)
     await redis.aclose()
     report.add("Redis memory", {"posts": n, "mib_per_million_posts": per_million}, say)
     report.note(
@@ -440,7 +441,7 @@ async def shadow_overhead(settings: Settings, champion_uri: str, challenger_uri:
         elapsed = time.perf_counter() - started
         await asyncio.wait_for(shadow.queue.join(), 300)
         task.cancel()
-        await _delete_prefix(alerting.redis, s.redis_prefix)
+        await delete_prefix(alerting.redis, s.redis_prefix)
         await alerting.redis.aclose()
         return {
             "champion": champion.info.display,
@@ -523,16 +524,6 @@ def drift_figures(settings: Settings, model_uri: str, n: int, report: Report, sa
 
 async def _no_publish(key: bytes, value: bytes) -> None:
     return None
-
-
-async def _delete_prefix(redis: aioredis.Redis, prefix: str) -> None:
-    cursor = 0
-    while True:
-        cursor, keys = await redis.scan(cursor, match=f"{prefix}:*", count=5000)
-        if keys:
-            await redis.delete(*keys)
-        if cursor == 0:
-            break
 
 
 QUALITY_SECTION = "Model quality: airline test split and out-of-domain"

@@ -94,6 +94,20 @@ def shared_keyspace(prefix: str) -> str:
     return "{" + prefix + "}"
 
 
+async def transaction(redis: aioredis.Redis):
+    """A MULTI/EXEC pipeline, legal on Redis Cluster when all its keys share a hash tag.
+    redis-py's cluster client queues each command of a transaction on a thread with an
+    event loop of its own, and first (re)discovers the cluster there if it has to: the
+    connections that makes belong to that short-lived loop and fail on this one. So the
+    discovery is done here, on the caller's loop; nothing else runs before the caller
+    queues its commands, since queueing them does not yield."""
+    from redis.asyncio.cluster import RedisCluster
+
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
+    return redis.pipeline(transaction=True)
+
+
 MASK = "***"
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s]*:)[^\s/]*(?=@)")
 _QUERY_SECRET = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|token|secret|access_token|api_key|sig)=)[^&;#\s]*", re.IGNORECASE)

@@ -1,7 +1,8 @@
 """Who may use the console, kept in Redis so that every console replica sees the same
 accounts, sessions, sign-in attempts and audit trail.
 
-Key layout (``P`` is the Redis prefix): ``P:console:user:<name>`` (hash: role, argon2
+Key layout (``P`` is the Redis prefix as a hash tag, ``{prefix}``, so on Redis Cluster all of it shares one slot):
+``P:console:user:<name>`` (hash: role, argon2
 password hash, created), ``P:console:users`` (set of names), ``P:console:token:<sha256>``
 (hash: name, role, created; the token itself is never stored), ``P:console:tokens`` (hash:
 token name -> sha256), ``P:console:session:<id>`` (hash: user, csrf; expires with the
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from config.connections import shared_keyspace, transaction
 
 ROLES = ("viewer", "responder", "admin")
 AUDIT_MAX = 100_000
@@ -80,7 +83,7 @@ class Accounts:
     def __init__(self, redis: aioredis.Redis, *, prefix: str, session_ttl_s: int = 8 * 3600,
                  login_attempts: int = 5, login_window_s: int = 900):
         self.redis = redis
-        self.base = f"{prefix}:console"
+        self.base = f"{shared_keyspace(prefix)}:console"
         self.session_ttl_s = session_ttl_s
         self.login_attempts = login_attempts
         self.login_window_s = login_window_s
@@ -106,14 +109,14 @@ class Accounts:
             if len(password) < MIN_PASSWORD_CHARS:
                 raise AccountError(f"a password has at least {MIN_PASSWORD_CHARS} characters")
             fields["password"] = _hasher.hash(password)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.hset(self._user(name), mapping=fields)
         pipe.sadd(f"{self.base}:users", name)
         await pipe.execute()
 
     async def remove_user(self, name: str) -> bool:
         slack_user = await self.redis.hget(self._user(name), "slack_user")
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.delete(self._user(name))
         pipe.srem(f"{self.base}:users", name)
         if slack_user is not None:
@@ -132,7 +135,7 @@ class Accounts:
             raise AccountError(f"no console account {name!r}")
         before = await self.redis.hget(self._user(name), "slack_user")
         other = await self.redis.get(self._slack(slack_user))
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         if before is not None and before.decode() != slack_user:
             pipe.delete(self._slack(before.decode()))
         if other is not None and other.decode() != name:
@@ -176,14 +179,14 @@ class Accounts:
         except (VerificationError, InvalidHashError):
             ok = False
         if not ok:
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = await transaction(self.redis)
             pipe.incr(limit_key)
             pipe.expire(limit_key, self.login_window_s, nx=True)
             await pipe.execute()
             return None
         await self.redis.delete(limit_key)
         session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.hset(self._session(session_id), mapping={"user": name, "csrf": csrf})
         pipe.expire(self._session(session_id), self.session_ttl_s)
         await pipe.execute()
@@ -215,7 +218,7 @@ class Accounts:
         token = f"bbc_{secrets.token_urlsafe(32)}"
         digest = token_digest(token)
         old = await self.redis.hget(f"{self.base}:tokens", name)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         if old is not None:
             pipe.delete(self._token(old.decode()))
         pipe.hset(self._token(digest), mapping={"name": name, "role": role, "created": int(time.time())})
@@ -227,7 +230,7 @@ class Accounts:
         digest = await self.redis.hget(f"{self.base}:tokens", name)
         if digest is None:
             return False
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.delete(self._token(digest.decode()))
         pipe.hdel(f"{self.base}:tokens", name)
         await pipe.execute()

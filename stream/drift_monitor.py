@@ -11,7 +11,8 @@ opens a ``model_quality`` incident on scope ``drift`` (critical at twice either 
 announced through the alert outbox like every other alert; it resolves once both fall
 below ``BADBUZZ_ALERT_RESOLVE_FRACTION`` of their thresholds.
 
-Key layout (``P`` is the Redis prefix, minutes and hours of wall-clock time):
+Key layout (``P`` is the Redis prefix as a hash tag, ``{prefix}``, so on Redis Cluster all of it shares one slot; minutes and hours of wall-clock time):
+
 ``P:drift:<version>:<minute>`` (hash: ``n``, ``tok``, ``oov``, ``b0``..``b9``),
 ``P:drift:<version>:<minute>:new`` (out-of-vocabulary token counts),
 ``P:drift:h:<hour>`` (the hour's last and highest PSI and OOV rate, for reports),
@@ -32,6 +33,7 @@ from redis.exceptions import RedisError
 from alerting.alert import Alert
 from alerting.incidents import IncidentStore, model_quality_alert, next_incident
 from alerting.rules import NO_BASELINE, Action, Assessment, Decision, Episode, Severity, Signal, transition
+from config.connections import shared_keyspace, transaction
 from config.settings import Settings
 from counting.windows import MINUTE_MS
 from models.drift import (
@@ -123,7 +125,7 @@ class WindowTotals:
 class DriftStore:
     def __init__(self, redis: aioredis.Redis, *, prefix: str, window_min: int, bins: int = BINS):
         self.redis = redis
-        self.prefix = prefix
+        self.prefix = shared_keyspace(prefix)
         self.window_min = window_min
         self.bins = bins
         self._max = redis.register_script(_MAX_FIELDS)
@@ -141,7 +143,7 @@ class DriftStore:
     async def add(self, version: str, minute: int, score_counts: np.ndarray, *, tokens: int, oov: int, new_terms: dict[str, int]) -> None:
         key = self._key(version, minute)
         ttl = (self.window_min + 10) * 60
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.hincrby(key, "n", int(score_counts.sum()))
         pipe.hincrby(key, "tok", tokens)
         pipe.hincrby(key, "oov", oov)
@@ -174,7 +176,7 @@ class DriftStore:
         return WindowTotals(tuple(int(x) for x in counts), tokens, oov, tuple(ranked))
 
     async def record_alert(self, incident_id: str, opened_ms: int) -> None:
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         pipe.zadd(self.alerts_key, {incident_id: opened_ms}, nx=True)
         pipe.zremrangebyscore(self.alerts_key, "-inf", opened_ms - SUMMARY_TTL_S * 1000)
         await pipe.execute()

@@ -14,7 +14,8 @@ scoring time per post (the champion's amortised over its whole batch). As Promet
 metrics on the worker, and as hourly aggregates in Redis that ``badbuzz compare`` and
 ``badbuzz report`` read.
 
-Key layout (``P`` is the Redis prefix): ``P:shadow:<hour>:<champion>|<challenger>`` (a hash
+Key layout (``P`` is the Redis prefix as a hash tag, ``{prefix}``, so on Redis Cluster all of it shares one slot):
+``P:shadow:<hour>:<champion>|<challenger>`` (a hash
 of the sums, hour = wall-clock hours since the epoch), ``P:shadow:index`` (those keys'
 suffixes scored by hour)."""
 from __future__ import annotations
@@ -32,6 +33,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
+from config.connections import shared_keyspace, transaction
 from models.scorer import ModelInfo, Scorer
 from stream.pipeline import ScoredBatch
 
@@ -128,7 +130,7 @@ def compare(
 class ShadowStore:
     def __init__(self, redis: aioredis.Redis, *, prefix: str, retention_s: int = RETENTION_S):
         self.redis = redis
-        self.prefix = prefix
+        self.prefix = shared_keyspace(prefix)
         self.retention_s = retention_s
 
     @property
@@ -141,7 +143,7 @@ class ShadowStore:
     async def add(self, hour: int, champion: str, challenger: str, totals: PairTotals) -> None:
         member = f"{hour}:{champion}|{challenger}"
         key = self.key(member)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = await transaction(self.redis)
         for name in ("posts", "agreed", "champion_negative", "challenger_negative"):
             pipe.hincrby(key, name, getattr(totals, name))
         for name in ("abs_delta", "champion_s", "challenger_s"):

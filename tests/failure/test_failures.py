@@ -18,6 +18,7 @@ from badbuzz import services
 from badbuzz.services import kafka as kafka_svc
 from badbuzz.services import manager
 from badbuzz.services import redis as redis_svc
+from config.connections import shared_keyspace
 from config.settings import Settings
 from config.topics import ensure_topics
 from counting.counters import Counters
@@ -341,7 +342,7 @@ async def test_feedback_on_a_post_whose_id_is_wrong_keeps_the_wrong_set(private,
             await wait_for(all_recorded, timeout=60, what="the feedback to be recorded", process=worker)
             predictions = {i: await counters.prediction(i) for i in ids}
             expected_wrong = {i for i in ids if predictions[i].negative != (labels[i] == "negative")}
-            assert await redis.type(f"{settings.redis_prefix}:feedback:wrong") == b"zset"
+            assert await redis.type(f"{shared_keyspace(settings.redis_prefix)}:feedback:wrong") == b"zset"
             assert set(await store.wrong_since(0, int(time.time() * 1000))) == expected_wrong
             assert [(await store.get(i))["label"] for i in ids] == [labels[i] for i in ids]
             stopping = time.monotonic()

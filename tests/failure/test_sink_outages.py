@@ -18,6 +18,7 @@ from alerting.appinsights import AppInsightsSink
 from alerting.delivery import Delivery
 from alerting.outbox import Outbox, OutboxConfig
 from alerting.slack import SlackWebhookSink
+from benchmarks.keys import delete_prefix
 from tests.loopback import NO_ANSWER, Loopback
 
 pytestmark = [pytest.mark.failure, pytest.mark.integration]
@@ -99,7 +100,5 @@ async def test_alerts_reach_slack_and_app_insights_once_each_through_errors_and_
                 assert await outbox.pending(sink.name) == 0
                 assert all([await outbox.is_delivered(sink.name, a.alert_id) for a in alerts])
         finally:
-            keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-            if keys:
-                await redis.delete(*keys)
+            await delete_prefix(redis, prefix)
             await redis.aclose()

@@ -25,6 +25,7 @@ from alerting.rules import Baseline, Observation, Signal, decide
 from alerting.slack import COLOURS, SlackBotSink, SlackWebhookSink
 from badbuzz import replay as rp
 from badbuzz.processes import settings_env
+from benchmarks.keys import delete_prefix
 from config.topics import ensure_topics
 from counting.counters import Counters, ScoredPost
 from counting.windows import WindowStats
@@ -73,9 +74,7 @@ def prefix(redis):
 @pytest.fixture(autouse=True)
 async def _drop_own_keys(redis, prefix):
     yield
-    keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await redis.unlink(*keys)
+    await delete_prefix(redis, prefix)
 
 
 async def test_slack_webhook_posts_block_kit_with_the_severity_colour():

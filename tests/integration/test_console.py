@@ -20,7 +20,8 @@ from alerting.incidents import IncidentStore, next_incident
 from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import Action, Assessment, Baseline, Decision, Severity, Signal
 from badbuzz.processes import PROJECT_ROOT, free_port, settings_env
-from config.connections import redis_client
+from benchmarks.keys import key_patterns
+from config.connections import redis_client, shared_keyspace
 from config.settings import Settings
 from config.topics import ensure_topics
 from counting.counters import Counters, ScoredPost, ShownPost
@@ -140,7 +141,7 @@ def console(settings, tmp_path_factory):
             yield base, ids, viewer_token, responder_token
     finally:
         client = sync_redis.Redis.from_url(settings.redis_url)
-        keys = list(client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
+        keys = [k for pattern in key_patterns(settings.redis_prefix) for k in client.scan_iter(match=pattern, count=1000)]
         if keys:
             client.unlink(*keys)
 
@@ -420,9 +421,10 @@ def test_windows_and_openapi(console):
 def _announced(settings: Settings, incident_id: str) -> list[Alert]:
     async def read():
         redis = redis_client(settings)
+        shared = shared_keyspace(settings.redis_prefix)
         try:
-            queued = await redis.zrange(f"{settings.redis_prefix}:outbox:console", 0, -1)
-            return [Alert.from_json(await redis.get(f"{settings.redis_prefix}:alert:{i.decode()}")) for i in queued if i.decode().startswith(incident_id)]
+            queued = await redis.zrange(f"{shared}:outbox:console", 0, -1)
+            return [Alert.from_json(await redis.get(f"{shared}:alert:{i.decode()}")) for i in queued if i.decode().startswith(incident_id)]
         finally:
             await redis.aclose()
 

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from alerting.feedback import MAX_POST_ID_CHARS, FeedbackProcessor, FeedbackStore, ModelQualityMonitor, make_feedback
 from alerting.incidents import IncidentStore
 from alerting.outbox import Outbox, OutboxConfig
+from benchmarks.keys import delete_prefix
+from config.connections import shared_keyspace
 from counting.counters import Counters, ScoredPost
 from models.scorer import ModelInfo
 from tests.configs import DEFAULTS, rule_config
@@ -68,7 +70,5 @@ async def _check(redis_url: str, cases) -> None:
             assert (prediction.negative, prediction.model_version) == (True, "3") if post_id in kept else prediction is None
         assert (await counters.window("all", minute, 1)).total == len(cases)
     finally:
-        keys = [k for pattern in (f"{prefix}:*", "{" + prefix + "*") async for k in redis.scan_iter(match=pattern, count=1000)]
-        if keys:
-            await redis.delete(*keys)
+        await delete_prefix(redis, prefix)
         await redis.aclose()

@@ -12,6 +12,8 @@ from alerting.alert import Alert
 from alerting.incidents import IncidentHistory, IncidentStore, next_incident
 from alerting.outbox import Outbox, OutboxConfig
 from alerting.rules import Action, Assessment, Baseline, Decision, Severity, Signal
+from benchmarks.keys import delete_prefix
+from config.connections import shared_keyspace
 from tests.configs import DEFAULTS
 
 pytestmark = pytest.mark.integration
@@ -36,9 +38,7 @@ async def redis(live_services):
     client = aioredis.Redis.from_url(live_services[1])
     prefix = f"test:history:{uuid.uuid4().hex[:10]}"
     yield client, prefix
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await client.unlink(*keys)
+    await delete_prefix(client, prefix)
     await client.aclose()
 
 
@@ -66,7 +66,7 @@ async def test_every_accepted_announcement_is_kept_and_a_refused_one_is_not(redi
     assert [(a.alert_id, a.action) for a in kept[first.id]] == [(f"{first.id}.1", "opened"), (f"{first.id}.2", "resolved")]
     assert [(a.alert_id, a.severity) for a in kept[second.id]] == [(f"{second.id}.1", "critical")]
     assert kept[rival.id] == []
-    assert 0 < await client.ttl(f"{prefix}:incident-log:{first.id}") <= TTL_S
+    assert 0 < await client.ttl(f"{shared_keyspace(prefix)}:incident-log:{first.id}") <= TTL_S
 
 
 async def test_incidents_quiet_for_longer_than_the_retention_leave_the_index(redis):

@@ -18,7 +18,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from alerting.feedback import Feedback, FeedbackStore
 from badbuzz import replay as rp
 from badbuzz.processes import free_port, settings_env
+from benchmarks.keys import delete_prefix
 from benchmarks.run import french_posts
+from config.connections import shared_keyspace
 from config.settings import Settings
 from config.topics import delete_topics, ensure_topics
 from counting.counters import Counters, Prediction
@@ -316,7 +318,7 @@ async def test_a_shifted_stream_raises_a_drift_alert(live_services, registry_hom
         assert shifted_oov >= calm_oov + 0.2
         assert "the model's input (drift)" in log.read_text()
         # What the retraining policy reads.
-        assert await redis.zcard(f"{settings.redis_prefix}:drift:alerts") == 1
+        assert await redis.zcard(f"{shared_keyspace(settings.redis_prefix)}:drift:alerts") == 1
     finally:
         await producer.stop()
         await redis.aclose()
@@ -423,9 +425,7 @@ async def test_report_reads_volumes_incidents_feedback_shadow_and_drift_from_red
 
         report = await build_report(settings, period_ending(now_ms, 2 * 3600), redis=redis)
     finally:
-        keys = [k async for k in redis.scan_iter(match=f"{settings.redis_prefix}:*")]
-        if keys:
-            await redis.delete(*keys)
+        await delete_prefix(redis, settings.redis_prefix)
         await redis.aclose()
 
     assert report["volumes"]["scopes"] == {
