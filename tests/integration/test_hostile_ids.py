@@ -62,7 +62,7 @@ async def _check(redis_url: str, cases) -> None:
         wrong = {post_id for post_id, said, truth in cases if post_id in kept and not truth}
         assert set(await store.wrong_since(0, int(now * 1000))) == wrong
         assert await redis.type(f"{shared_keyspace(prefix)}:feedback:wrong") == (b"zset" if wrong else b"none")
-        for post_id, said, truth in cases:
+        for post_id, _, truth in cases:
             record = await store.get(post_id)
             verdict = (not truth) if post_id in kept else None
             assert (record["post_id"], record["label"], record["wrong"]) == (post_id, "negative" if truth else "positive", verdict)
