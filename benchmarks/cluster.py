@@ -19,17 +19,14 @@ from aiokafka.structs import TopicPartition
 from badbuzz.processes import free_port, start_worker, stop_worker
 from badbuzz.services import cluster
 from benchmarks.keys import delete_prefix
+from benchmarks.redis_cost import DENSITIES, PARTITIONS, redis_counting_cost
 from benchmarks.run import Report, _messages, _produce, registered_models, sample_texts
 from config.connections import redis_client
 from config.settings import Settings
 from config.topics import delete_topics, ensure_topics
-from counting.counters import Counters, ScoredPost
+from counting.counters import Counters
 
 Say = Callable[[str], None]
-MINUTE_MS = 60_000
-PARTITIONS = 12
-BATCH = 256
-WORDS = ["delayed", "cancelled", "luggage", "refund", "service", "hours", "gate", "crew"]
 
 
 def cluster_settings(settings: Settings) -> Settings:
@@ -55,56 +52,6 @@ async def _server_totals(masters: Sequence[aioredis.Redis]) -> dict[str, float]:
         totals["memory"] += info["used_memory"]
         totals["commands"] += info["total_commands_processed"]
     return totals
-
-
-def synthetic_posts(n: int, *, partitions: int = PARTITIONS) -> list[tuple[int, list[ScoredPost]]]:
-    """``n`` posts over two hours of event time, as (partition, batch) in arrival order:
-    a third negative with driver terms, a tenth in a watch-term scope."""
-    base = (int(time.time() * 1000) // MINUTE_MS - 120) * MINUTE_MS
-    offsets = [0] * partitions
-    batches = []
-    for start in range(0, n, BATCH):
-        partition = (start // BATCH) % partitions
-        posts = []
-        for i in range(start, min(start + BATCH, n)):
-            posts.append(ScoredPost(
-                f"m{i}-{uuid.uuid4().hex[:12]}", base + (i * 120 * MINUTE_MS) // n, 0.5 + (i % 97) / 200 if i % 3 else 0.2, i % 3 != 0,
-                ("all", "term:delay") if i % 10 == 0 else ("all",), WORDS[: i % 5] if i % 3 else (), offset=offsets[partition],
-            ))
-            offsets[partition] += 1
-        batches.append((partition, posts))
-    return batches
-
-
-async def redis_counting_cost(settings: Settings, n: int) -> dict:
-    """Count ``n`` posts straight into Redis as workers do (batches of 256, 12 partitions,
-    offsets stored) and measure, over the masters: CPU, commands and memory per post."""
-    redis = redis_client(settings)
-    prefix = f"bench:cost-{uuid.uuid4().hex[:8]}"
-    counters = Counters(redis, prefix=prefix, ttl_s=3600)
-    masters = await _masters(settings)
-    batches = synthetic_posts(n)
-    try:
-        before = await _server_totals(masters)
-        started = time.perf_counter()
-        for partition, posts in batches:
-            await counters.count_new(posts, partition=partition, through_offset=posts[-1].offset)
-        elapsed = time.perf_counter() - started
-        after = await _server_totals(masters)
-        assert (await counters.window("all", int(time.time() * 1000) // MINUTE_MS, 180)).total == n, "the benchmark lost posts"
-    finally:
-        await delete_prefix(redis, prefix)
-        await redis.aclose()
-        for client in masters:
-            await client.aclose()
-    return {
-        "redis": settings.redis_mode,
-        "posts": n,
-        "redis_cpu_us_per_post": (after["cpu_s"] - before["cpu_s"]) / n * 1e6,
-        "redis_commands_per_post": (after["commands"] - before["commands"]) / n,
-        "mib_per_million_posts": (after["memory"] - before["memory"]) / n * 1_000_000 / 2**20,
-        "posts_per_s_one_client": n / elapsed,
-    }
 
 
 async def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:
@@ -188,8 +135,10 @@ async def run_cluster_bench(settings: Settings, *, quick: bool, out_dir: Path, s
     on_cluster = cluster_settings(settings)
     n = int(200_000 * scale)
     for target in (settings, on_cluster):
-        say(f"Redis cost of counting ({target.redis_mode}, {n} posts) ...")
-        report.add("Redis cost of counting (in process, batches of 256 over 12 partitions)", await redis_counting_cost(target, n), say)
+        for per_minute in DENSITIES:
+            say(f"Redis cost of counting ({target.redis_mode}, {n} posts at {per_minute}/min) ...")
+            row = await redis_counting_cost(target, n, per_minute=per_minute)
+            report.add("Redis cost of counting (in process, batches of 256 over 12 partitions)", row, say)
     models = registered_models(settings)
     if "tfidf" not in models:
         raise ValueError("no registered tfidf model: run `badbuzz train --family tfidf` first")

@@ -28,7 +28,7 @@ from benchmarks.recovery import measure_recovery
 from config.connections import kafka_options, redis_client
 from config.settings import Settings
 from config.topics import delete_topics, ensure_topics
-from counting.counters import Counters, ScoredPost
+from counting.counters import Counters
 from counting.windows import minute_of
 from models.bundle import FAMILIES
 from models.registry import ModelRegistry
@@ -333,34 +333,16 @@ async def _wait_consuming(s: Settings, producer: AIOKafkaProducer, redis: aiored
 
 
 async def redis_memory(settings: Settings, n: int, report: Report, say: Say) -> None:
-    """Count ``n`` synthetic posts straight into Redis and measure used_memory growth."""
-    redis = redis_client(settings)
-    prefix = f"bench:mem-{uuid.uuid4().hex[:8]}"
-    counters = Counters(redis, prefix=prefix, ttl_s=3600)
-    base = (int(time.time() * 1000) // MINUTE_MS - 120) * MINUTE_MS
-    words = ["delayed", "cancelled", "luggage", "refund", "service", "hours", "gate", "crew"]
-    before = (await redis.info("memory"))["used_memory"]
-    for start in range(0, n, 1000):
-        posts = [
-            ScoredPost(
-                f"m{i}-{uuid.uuid4().hex[:12]}",
-                base + (i * 120 * MINUTE_MS) // n,
-                0.7,
-                i % 3 != 0,
-                ("all", "term:delay") if i % 10 == 0 else ("all",),
-                words[: i % 5] if i % 3 != 0 else (),
-            )
-            for i in range(start, min(start + 1000, n))
-        ]
-        await counters.count(posts)
-    after = (await redis.info("memory"))["used_memory"]
-    per_million = (after - before) / n * 1_000_000 / 2**20
-    await delete_prefix(redis, prefix)
-    await redis.aclose()
-    report.add("Redis memory", {"posts": n, "mib_per_million_posts": per_million}, say)
+    """Redis CPU, commands and memory per post while ``n`` posts are counted straight into
+    it, at a storm's density and a firehose's (``benchmarks.redis_cost``)."""
+    from benchmarks.redis_cost import DENSITIES, redis_counting_cost
+
+    for per_minute in DENSITIES:
+        report.add("Redis cost of counting", await redis_counting_cost(settings, n, per_minute=per_minute), say)
     report.note(
-        "Redis memory is dominated by the per-post idempotency keys (one `seen:<id>` key per post, kept for the counter TTL); "
-        "the per-minute buckets are a few hundred bytes per scope-minute."
+        "Redis memory per post is the dedup window's id hash (about 8 bytes, kept for BADBUZZ_DEDUP_WINDOW_S) plus a fixed few "
+        "kilobytes per partition, scope and minute (buckets, driver terms, example posts, kept for the counter TTL): a sparser "
+        "stream costs more per post."
     )
 
 

@@ -33,21 +33,23 @@ Key layout (``T`` is ``{P:p<partition>}``, ``P`` is ``BADBUZZ_REDIS_PREFIX``):
 counted, for readers)."""
 from __future__ import annotations
 
-import hashlib
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as aioredis
 
+from counting.dedup import DedupWindow, id_hash
 from counting.windows import Bucket, WindowStats, aggregate, window_minutes
 
-# Redis is shared by every worker, so it does per post only what needs the shared state
-# (the offset and dedup checks, one SADD); the caller sends the batch's sums per (scope,
-# minute), and the script writes them with one command per key and field. When a post
-# turns out to have been counted before, the script writes nothing and names the skipped
-# posts; the caller sums again without them and calls once more.
+# Redis is shared by every worker, so it does nearly nothing per post: the caller (the
+# partition's only consumer) has already dropped the ids in its dedup window and sends
+# the batch's sums per (scope, minute), which the script writes with one command per key
+# and field, and the batch's id hashes, stored with one SADD. When the stored offset says
+# part of the batch was counted already, or that another worker counted the partition
+# since, the script writes nothing and says so; the caller adjusts and calls again.
 _COUNT_SCRIPT = """
 local tag = ARGV[1]
 local ttl = tonumber(ARGV[2])
@@ -59,93 +61,38 @@ local window = tonumber(ARGV[7])
 local dedup_ttl = tonumber(ARGV[8])
 local keep_all = ARGV[9] == '1'
 local expected_through = tonumber(ARGV[10])
-local nposts = tonumber(ARGV[11])
-local batch_newest = tonumber(ARGV[12])
+local first_offset = tonumber(ARGV[11])
+local batch_key = ARGV[12]
+local batch_newest = tonumber(ARGV[13])
+local nposts = tonumber(ARGV[14])
 local state = redis.call('HMGET', KEYS[1], 'o', 't')
 local counted_through = tonumber(state[1] or '-1')
 local newest = tonumber(state[2] or '0')
 -- This worker counted up to expected_through itself: Redis has forgotten writes it
 -- acknowledged (a failover ahead of replication, a restart without the last writes).
 if counted_through < expected_through then return {-1, counted_through} end
+-- Another worker counted the partition since (a rebalance): the caller's dedup window
+-- misses its posts. It reloads the window and calls again.
+if expected_through >= 0 and counted_through > expected_through then return {-3, counted_through} end
+-- Some of these posts are counted already (redelivered): the caller drops them and calls again.
+if first_offset >= 0 and first_offset <= counted_through then return {-2, counted_through} end
 
--- Dedup generations, oldest first: sequence, opened at, newest id at, buckets, ids.
-local gens, live = {}, {}
-local raw = redis.call('GET', KEYS[2])
-if raw then
-  for seq, start, last, b, c in string.gmatch(raw, '(%d+),(%d+),(%d+),(%d+),(%d+);') do
-    gens[#gens + 1] = {seq = tonumber(seq), start = tonumber(start), last = tonumber(last), b = tonumber(b), c = tonumber(c)}
-  end
-end
-for _, g in ipairs(gens) do
-  if g.last >= now - window then
-    g.prefix = tag .. ':d:' .. g.seq .. ':'
-    live[#live + 1] = g
-  end
-end
-
--- First pass, writing nothing: which posts were counted before (by offset or by id).
-local skipped = {}
-local in_batch = {}
-local first_post = 13
-for p = 0, nposts - 1 do
-  local at = first_post + 3 * p
-  local offset = tonumber(ARGV[at])
-  local hid = ARGV[at + 1]
-  local skip = (offset >= 0 and offset <= counted_through) or in_batch[hid]
-  if not skip then
-    local hlo = tonumber(ARGV[at + 2])
-    for k = #live, 1, -1 do
-      local g = live[k]
-      if redis.call('SISMEMBER', g.prefix .. (hlo % g.b), hid) == 1 then skip = true; break end
-    end
-  end
-  if skip then skipped[#skipped + 1] = p end
-  in_batch[hid] = true
-end
--- The caller's sums assumed every post new: it recomputes them without these.
-if #skipped > 0 then
-  table.insert(skipped, 1, -2)
-  return skipped
-end
-
-local dedup_changed = #live ~= #gens
-local function open(b, seq)
-  local g = {seq = seq, start = now, last = now, b = b, c = 0, prefix = tag .. ':d:' .. seq .. ':'}
-  live[#live + 1] = g
-  dedup_changed = true
-  return g
-end
-local cur = live[#live]
+-- The batch's id hashes, for a worker that takes the partition over to rebuild the window.
+local first_post = 15
 if nposts > 0 then
-  if not cur then
-    cur = open(@INITIAL_BUCKETS@, gens[#gens] and gens[#gens].seq + 1 or 1)
-  elseif now - cur.start >= window then
-    -- Sized for the rate the closing generation saw.
-    local b = 1
-    while b * @TARGET@ < cur.c do b = b * 2 end
-    cur = open(b, cur.seq + 1)
-  end
-end
-local touched = {}
-for p = 0, nposts - 1 do
-  local at = first_post + 3 * p
-  -- A full generation would leave the compact encoding: a new one, twice as wide.
-  if cur.c >= cur.b * @CAPACITY@ then cur = open(cur.b * 2, cur.seq + 1) end
-  local key = cur.prefix .. (tonumber(ARGV[at + 2]) % cur.b)
-  redis.call('SADD', key, ARGV[at + 1])
-  cur.c = cur.c + 1
-  if not touched[key] then
-    touched[key] = true
+  for c = 0, nposts - 1, @CHUNK@ do
+    local last = math.min(c + @CHUNK@, nposts) - 1
+    local key = tag .. ':d:' .. batch_key .. ':' .. c
+    redis.call('SADD', key, unpack(ARGV, first_post + c, first_post + last))
     redis.call('EXPIRE', key, dedup_ttl)
+    redis.call('ZADD', KEYS[2], now, batch_key .. ':' .. c)
   end
-end
-if nposts > 0 then
-  dedup_changed = true
-  if now > cur.last then cur.last = now end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window - 60000)
+  redis.call('EXPIRE', KEYS[2], dedup_ttl)
 end
 
 -- The sums per (scope, minute), made by the caller.
-local i = first_post + 3 * nposts
+local i = first_post + nposts
 local nbuckets = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, nbuckets do
@@ -203,17 +150,10 @@ if through > counted_through or newest_now > newest then
   -- A partition idle for the rollups' retention resumes at Kafka's committed offset.
   redis.call('EXPIRE', KEYS[1], hour_ttl)
 end
-if dedup_changed then
-  local parts = {}
-  for _, g in ipairs(live) do
-    parts[#parts + 1] = string.format('%d,%d,%d,%d,%d;', g.seq, g.start, g.last, g.b, g.c)
-  end
-  redis.call('SET', KEYS[2], table.concat(parts), 'EX', dedup_ttl)
-end
 return {nposts}
-""".replace("@INITIAL_BUCKETS@", "256").replace("@TARGET@", "256").replace("@CAPACITY@", "400")
+""".replace("@CHUNK@", "400")
 # Redis keeps a set of integers compact (8 bytes each) up to ``set-max-intset-entries``
-# (512 by default): generations aim at 256 ids per set and open a wider one at 400.
+# (512 by default): a batch's hashes go in sets of at most 400.
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,13 +231,6 @@ class CountsLost(Exception):
         self.redis_through = redis_through
 
 
-def id_hash(post_id: str) -> int:
-    """A 63-bit hash of a post id: what the dedup window keeps (a positive int64, so
-    Redis stores it in an intset). Two ids collide with odds of about n²/2⁶⁴ for n ids in
-    one partition's window."""
-    return int.from_bytes(hashlib.blake2b(post_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big") >> 1
-
-
 def partition_tag(prefix: str, partition: int) -> str:
     """The hash tag of one partition's counters: all of them in one cluster slot."""
     return "{" + f"{prefix}:p{partition}" + "}"
@@ -326,6 +259,9 @@ class Counters:
         self.keep_all_predictions = keep_predictions == "all"
         self._count = redis.register_script(_COUNT_SCRIPT)
         self._registered: set[int] = set()
+        # Per partition counted here: its dedup window, and the offset counted through as
+        # far as this process knows (-1: not from Kafka, or nothing counted yet).
+        self._windows: dict[int, tuple[DedupWindow, int]] = {}
 
     def _tag(self, partition: int) -> str:
         return partition_tag(self.prefix, partition)
@@ -370,25 +306,54 @@ class Counters:
             await pipe.execute()
             self._registered.add(partition)
         tag = self._tag(partition)
-        header: list[object] = [
-            tag, self.ttl_s, self.hour_ttl_s, self.examples_per_minute, through_offset,
-            int(time.time() * 1000) if arrived_ms is None else arrived_ms, self.dedup_window_s * 1000, 2 * self.dedup_window_s + 60,
-            1 if self.keep_all_predictions else 0, expected_through,
-        ]
+        now_ms = int(time.time() * 1000) if arrived_ms is None else arrived_ms
+        if partition not in self._windows:
+            self._windows[partition] = (await self.dedup_window(partition, now_ms), expected_through)
+        window, known_through = self._windows[partition]
+        expected = max(expected_through, known_through)
         hashes = [id_hash(post.id) for post in posts]
-        remaining = list(range(len(posts)))
+        remaining = [i for i, new in enumerate(window.fresh(hashes, now_ms)) if new]
         while True:
-            args = header + [len(remaining), max((posts[i].event_ms for i in remaining), default=0)]
-            for i in remaining:
-                args += [posts[i].offset, hashes[i], hashes[i] & 0xFFFFF]
+            offsets = [posts[i].offset for i in remaining if posts[i].offset >= 0]
+            args: list[object] = [
+                tag, self.ttl_s, self.hour_ttl_s, self.examples_per_minute, through_offset, now_ms, self.dedup_window_s * 1000,
+                self.dedup_window_s + 120, 1 if self.keep_all_predictions else 0, expected, min(offsets, default=-1),
+                through_offset if through_offset >= 0 else uuid.uuid4().hex[:12], max((posts[i].event_ms for i in remaining), default=0),
+                len(remaining),
+            ]
+            args += [hashes[i] for i in remaining]
             args += self._sums([posts[i] for i in remaining], model_version, shown, remaining)
-            reply = [int(v) for v in await self._count(keys=[f"{tag}:o", f"{tag}:d"], args=args)]
+            reply = [int(v) for v in await self._count(keys=[f"{tag}:o", f"{tag}:di"], args=args)]
             if reply[0] == -1:
-                raise CountsLost(partition, reply[1], expected_through)
-            if reply[0] != -2:
+                raise CountsLost(partition, reply[1], expected)
+            if reply[0] == -3:
+                # Another worker counted here since: its posts are in Redis's copy only.
+                window = await self.dedup_window(partition, now_ms)
+                expected = reply[1]
+                remaining = [i for i, new in zip(remaining, window.fresh([hashes[i] for i in remaining], now_ms)) if new]
+            elif reply[0] == -2:
+                expected = max(expected, reply[1]) if expected >= 0 else expected
+                remaining = [i for i in remaining if posts[i].offset > reply[1] or posts[i].offset < 0]
+            else:
+                window.add((hashes[i] for i in remaining), now_ms)
+                if through_offset >= 0:
+                    expected = max(expected, through_offset)
+                self._windows[partition] = (window, expected)
                 return remaining
-            skipped = {remaining[p] for p in reply[1:]}
-            remaining = [i for i in remaining if i not in skipped]
+
+    async def dedup_window(self, partition: int, now_ms: int) -> DedupWindow:
+        """The partition's dedup window as Redis has it (what a worker taking the
+        partition over starts from)."""
+        tag = self._tag(partition)
+        window = DedupWindow(self.dedup_window_s * 1000)
+        batches = await self.redis.zrangebyscore(f"{tag}:di", now_ms - self.dedup_window_s * 1000, "+inf", withscores=True)
+        if batches:
+            pipe = self.redis.pipeline(transaction=False)
+            for member, _ in batches:
+                pipe.smembers(f"{tag}:d:{member.decode()}")
+            for (_, arrived), members in zip(batches, await pipe.execute()):
+                window.add((int(m) for m in members), int(arrived))
+        return window
 
     def _sums(
         self, posts: Sequence[ScoredPost], model_version: str, shown: Callable[[int], ShownPost] | None, positions: Sequence[int]
@@ -533,38 +498,15 @@ class Counters:
         }
 
     async def counted(self, post_ids: Sequence[str]) -> list[bool]:
-        """Whether each post id is in some partition's dedup window (counted within the
-        last ``dedup_window_s``), in order."""
-        partitions = await self.partitions()
-        if not partitions or not post_ids:
-            return [False] * len(post_ids)
-        lookups: list[tuple[int, str]] = []
-        pipe = self.redis.pipeline(transaction=False)
-        for partition, generations in zip(partitions, await self._dedup_states(partitions)):
-            for seq, b in generations:
-                for position, post_id in enumerate(post_ids):
-                    hashed = id_hash(post_id)
-                    pipe.sismember(f"{self._tag(partition)}:d:{seq}:{(hashed & 0xFFFFF) % b}", hashed)
-                    lookups.append((position, post_id))
+        """Whether each post id was counted within the last ``dedup_window_s`` (in any
+        partition), in order."""
+        now_ms = int(time.time() * 1000)
         found = [False] * len(post_ids)
-        for (position, _), hit in zip(lookups, await pipe.execute() if lookups else []):
-            found[position] = found[position] or bool(hit)
+        hashes = [id_hash(post_id) for post_id in post_ids]
+        for partition in await self.partitions():
+            window = await self.dedup_window(partition, now_ms)
+            found = [f or known for f, known in zip(found, window.contains(hashes, now_ms))]
         return found
-
-    async def _dedup_states(self, partitions: Sequence[int]) -> list[list[tuple[int, int]]]:
-        """Per partition, its live dedup generations as (sequence, buckets)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for partition in partitions:
-            pipe.get(f"{self._tag(partition)}:d")
-        out = []
-        for raw in await pipe.execute():
-            entries = []
-            for part in (raw or b"").decode().split(";"):
-                if part:
-                    seq, _start, _last, buckets, _count = (int(v) for v in part.split(","))
-                    entries.append((seq, buckets))
-            out.append(entries)
-        return out
 
     async def _posts(self, post_ids: Sequence[str]) -> dict[str, dict | None]:
         partitions = await self.partitions()

@@ -10,8 +10,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from benchmarks.keys import delete_prefix
 from config.settings import Settings
-from counting.counters import Counters, ScoredPost, ShownPost, example_candidates
+from counting.counters import Counters, ScoredPost, ShownPost, example_candidates, partition_tag
 from models.scorer import ModelInfo
 from stream.model_watch import ActiveModel
 from stream.pipeline import Pipeline, PipelineConfig, RawMessage
@@ -84,7 +85,7 @@ async def test_the_pipeline_keeps_the_masked_text_and_link_of_example_candidates
             "three": None,
         }
         assert await counters.examples("all", range(minute, minute + 1), 5) == ["ten", "nine"]
-        assert 0 < await redis.ttl(f"{prefix}:post:ten") <= TTL_S
+        assert 0 < await redis.ttl(f"{partition_tag(prefix, 0)}:post:ten") <= TTL_S
 
         # A redelivered post is not counted or kept again; a new best one is.
         await pipeline.process([raw("nine", "changed text, six words here"), raw("eleven", "one two three four five six seven eight nine ten eleven")])
@@ -92,7 +93,5 @@ async def test_the_pipeline_keeps_the_masked_text_and_link_of_example_candidates
         assert kept == {"nine": ShownPost("Lost my bag & nobody at desk helps, @user", None), "eleven": ShownPost(
             "one two three four five six seven eight nine ten eleven", None)}
     finally:
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await redis.unlink(*keys)
+        await delete_prefix(redis, prefix)
         await redis.aclose()
