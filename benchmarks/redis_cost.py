@@ -91,6 +91,8 @@ async def redis_counting_cost(settings: Settings, n: int, *, per_minute: int = D
         "redis": settings.redis_mode,
         "posts": n,
         "posts_per_minute": per_minute,
+        # The fixed-cost units: (partition, scope, minute) groups the posts fell in.
+        "partition_scope_minutes": len({(partition, scope, p.event_ms // MINUTE_MS) for partition, posts in batches for p in posts for scope in p.scopes}),
         "redis_cpu_us_per_post": (after["cpu_s"] - before["cpu_s"]) / n * 1e6,
         "redis_commands_per_post": (after["commands"] - before["commands"]) / n,
         "mib_per_million_posts": (after["memory"] - before["memory"]) / n * 1_000_000 / 2**20,
