@@ -260,7 +260,7 @@ async def console_section(settings: Settings, model_uri: str, *, quick: bool, lo
 
 async def latency_at_load(settings: Settings, model_uri: str, rate: float, seconds: float, *, log_dir: Path) -> dict:
     """Offer ``rate`` posts/s for ``seconds``; a post's latency runs from its send to the
-    moment its id is marked counted in Redis (polled every 20 ms)."""
+    moment Redis has its partition counted through its offset (polled every 20 ms)."""
     run = f"bench-{uuid.uuid4().hex[:8]}"
     s = settings.model_copy(
         update=dict(
@@ -281,18 +281,26 @@ async def latency_at_load(settings: Settings, model_uri: str, rate: float, secon
     try:
         await _wait_consuming(s, producer, redis, worker)
         records = _messages(sample_texts(int(rate * seconds)), run, spread_min=5)
-        sent_at: dict[str, float] = {}
+        # Per partition, (offset, send time) of the posts not yet counted.
+        unseen: dict[int, list[tuple[int, float]]] = {}
         latencies: list[float] = []
+
+        def on_written(sent_at: float):
+            def written(future) -> None:
+                if not future.cancelled() and future.exception() is None:
+                    meta = future.result()
+                    unseen.setdefault(meta.partition, []).append((meta.offset, sent_at))
+            return written
 
         async def poll() -> None:
             while len(latencies) < len(records):
-                pending = list(sent_at)[:5000]
-                if pending:
-                    seen_now = await counters.counted(pending)
+                if unseen:
+                    counted = await counters.counted_offsets(sorted(unseen))
                     now = time.perf_counter()
-                    for post_id, seen in zip(pending, seen_now):
-                        if seen:
-                            latencies.append((now - sent_at.pop(post_id)) * 1000)
+                    for partition, entries in unseen.items():
+                        through = counted.get(partition, -1)
+                        latencies.extend((now - sent_at) * 1000 for offset, sent_at in entries if offset <= through)
+                        unseen[partition] = [(offset, sent_at) for offset, sent_at in entries if offset > through]
                 await asyncio.sleep(0.02)
 
         poller = asyncio.create_task(poll())
@@ -301,8 +309,8 @@ async def latency_at_load(settings: Settings, model_uri: str, rate: float, secon
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await producer.send(s.topic_raw, value=value, key=key)
-            sent_at[key.decode()] = time.perf_counter()
+            future = await producer.send(s.topic_raw, value=value, key=key)
+            future.add_done_callback(on_written(time.perf_counter()))
         await asyncio.wait_for(poller, timeout=120)
         return {
             "offered_per_s": rate,
@@ -323,10 +331,10 @@ async def latency_at_load(settings: Settings, model_uri: str, rate: float, secon
 async def _wait_consuming(s: Settings, producer: AIOKafkaProducer, redis: aioredis.Redis, worker) -> None:
     """Send one warm-up post until it is counted, so start-up is not in the figures."""
     body = orjson.dumps({"id": "warm-up", "text": "warming up"})
-    await producer.send_and_wait(s.topic_raw, value=body, key=b"warm-up")
+    written = await producer.send_and_wait(s.topic_raw, value=body, key=b"warm-up")
     deadline = time.monotonic() + 120
     counters = Counters(redis, prefix=s.redis_prefix, ttl_s=s.counter_ttl_s)
-    while not (await counters.counted(["warm-up"]))[0]:
+    while (await counters.counted_offsets([written.partition])).get(written.partition, -1) < written.offset:
         if worker.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("worker did not start consuming")
         await asyncio.sleep(0.1)

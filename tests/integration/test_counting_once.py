@@ -10,6 +10,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from benchmarks.keys import delete_prefix
 from config.settings import Settings
 from counting.counters import Counters
 from models.scorer import ModelInfo
@@ -61,7 +62,5 @@ async def test_observers_see_only_posts_counted_for_the_first_time(live_services
         # Each observed post carries its share of its batch's scoring time.
         assert seen[1].scoring_s == pytest.approx(second.scoring_s / 3)
     finally:
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
+        await delete_prefix(redis, prefix)
         await redis.aclose()
