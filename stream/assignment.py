@@ -65,13 +65,19 @@ def register(app: faust.App, topic: str, counters: Counters, ownership: ScopeOwn
     async def give_up_scopes(sender, revoked, **kwargs) -> None:
         ownership.revoke()
 
+    async def align(assigned: Iterable[TP]) -> dict[TP, int]:
+        offsets = await resume_offsets(counters, topic, assigned)
+        if offsets:
+            # Faust's own commit call (its public one commits what it acknowledged): Faust
+            # seeks every assigned partition to its committed offset after this handler.
+            await app.consumer._commit(offsets)
+        return offsets
+
     @app.on_partitions_assigned.connect
     async def resume_where_counted(sender, assigned, **kwargs) -> None:
         ownership.assign(assigned, app.consumer.topic_partitions(topic))
         try:
-            offsets = await asyncio.wait_for(resume_offsets(counters, topic, assigned), ASSIGN_TIMEOUT_S)
-            if offsets:
-                await app.consumer._commit(offsets)
+            offsets = await asyncio.wait_for(align(assigned), ASSIGN_TIMEOUT_S)
         except Exception as exc:
             log.warning("could not align committed offsets with the counters (%s): resuming at Kafka's", error_class(exc))
             return

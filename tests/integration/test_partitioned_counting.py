@@ -5,6 +5,7 @@ Run against the standalone Redis and against a Redis Cluster (one node serving e
 slot still refuses cross-slot commands and needs keys to route)."""
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
@@ -142,3 +143,53 @@ async def test_counts_redis_lost_stop_the_count_and_resumption_starts_at_redis_o
     assert (await counters.window("all", minute, 1)).total == 10
     assigned = {TP("raw", 2), TP("raw", 5), TP("other", 2)}
     assert await resume_offsets(counters, "raw", assigned) == {TP("raw", 2): 5}
+
+
+
+async def test_a_worker_recounts_what_redis_forgot_though_kafka_had_it_committed(isolated, tmp_path):
+    """Redis restored to an older state (counts and offset as of offset 59) while Kafka has
+    all 100 posts committed: a worker given the partition reads from offset 60 again."""
+    import orjson
+    from aiokafka import AIOKafkaProducer
+
+    from benchmarks.keys import delete_prefix
+    from config.topics import ensure_topics
+    from tests.conftest import running_worker, wait_for
+
+    settings = isolated.model_copy(update={"topic_partitions": 1})
+    await ensure_topics(settings, [settings.topic_raw, settings.topic_dlq, settings.topic_alerts, settings.topic_feedback], partitions=1)
+    minute = int(time.time() // 60) - 5
+    bodies = [{"id": f"r{i}", "text": f"flight {i} on time, thanks", "created_at": minute * MINUTE + i} for i in range(100)]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for body in bodies:
+            await producer.send(settings.topic_raw, key=body["id"].encode(), value=orjson.dumps(body))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    counters = Counters(redis, prefix=settings.redis_prefix, ttl_s=600)
+
+    async def total() -> int:
+        return (await counters.window("all", minute, 1)).total
+
+    try:
+        with running_worker(settings, tmp_path / "first.log") as worker:
+            await wait_for(lambda: _equals(total, 100), timeout=90, what="the 100 posts counted", process=worker)
+        await delete_prefix(redis, settings.redis_prefix)
+        restored = Counters(redis, prefix=settings.redis_prefix, ttl_s=600)
+        await restored.count_new([post(b["id"], i, minute) for i, b in enumerate(bodies[:60])], through_offset=59)
+        assert await total() == 60
+        with running_worker(settings, tmp_path / "second.log") as worker:
+            await wait_for(lambda: _equals(total, 100), timeout=90, what="the 40 forgotten posts counted again", process=worker)
+            await asyncio.sleep(2)
+            assert await total() == 100
+            assert await counters.counted_offsets([0]) == {0: 99}
+    finally:
+        await delete_prefix(redis, settings.redis_prefix)
+        await redis.aclose()
+
+
+async def _equals(read, n: int) -> bool:
+    return await read() == n
