@@ -165,28 +165,33 @@ class Escalator:
         return alerts
 
     async def observe(self, end_minute: int, scopes: Sequence[str] | None = None) -> dict[str, Observation]:
-        """Observations of ``scopes`` (default: all); baselines, when the long window has
-        moved, are recomputed for all scopes at once."""
+        """Observations of ``scopes`` (default: all). Baselines, recomputed when the long
+        window has moved, are computed for these scopes (and the global one they lean
+        on) only: a worker never reads the history of scopes another one owns."""
         cfg = self.cfg
         scopes = self.scopes if scopes is None else list(scopes)
         start = long_window_start(end_minute, cfg)
         reads = reads_for(end_minute, cfg)
-        if self._baselines is not None and self._baselines[0] == start:
-            baselines = self._baselines[1]
+        if self._baselines is None or self._baselines[0] != start:
+            self._baselines = (start, {})
+        known = self._baselines[1]
+        missing = [s for s in dict.fromkeys([GLOBAL_SCOPE, *scopes]) if s not in known]
+        if not missing:
             minutes = await self.counters.snapshot(scopes, range(start, end_minute + 1), [])
         else:
             # Complete hours change little: read them once per clock hour.
             if self._hours is None or self._hours[0] != reads.hour:
-                self._hours = (reads.hour, {s: h for s, (_, h) in (await self.counters.snapshot(self.scopes, range(0), reads.all_hours)).items()})
+                self._hours = (reads.hour, {})
             hours = self._hours[1]
-            minutes = await self.counters.snapshot(self.scopes, reads.minutes, [])
+            unread = [s for s in dict.fromkeys([GLOBAL_SCOPE, *missing]) if s not in hours]
+            if unread:
+                hours.update({s: h for s, (_, h) in (await self.counters.snapshot(unread, range(0), reads.all_hours)).items()})
+            read = list(dict.fromkeys([GLOBAL_SCOPE, *missing, *scopes]))
+            minutes = await self.counters.snapshot(read, reads.minutes, [])
             global_minutes = minutes[GLOBAL_SCOPE][0]
-            baselines = {
-                scope: baseline_at(end_minute, minutes[scope][0], global_minutes, hours[scope], hours[GLOBAL_SCOPE], cfg)
-                for scope in self.scopes
-            }
-            self._baselines = (start, baselines)
-        return {scope: observe(end_minute, minutes[scope][0], baselines[scope], cfg) for scope in scopes}
+            for scope in missing:
+                known[scope] = baseline_at(end_minute, minutes[scope][0], global_minutes, hours[scope], hours[GLOBAL_SCOPE], cfg)
+        return {scope: observe(end_minute, minutes[scope][0], known[scope], cfg) for scope in scopes}
 
     async def _announce(self, current: Incident | None, signal: Signal, scope: str, decision: Decision, obs: Observation) -> Alert | None:
         new = next_incident(current, signal, scope, decision, obs.minute)
