@@ -31,7 +31,7 @@ from alerting.incidents import Incident, IncidentStore, next_incident
 from alerting.rules import Baseline, Decision, Observation, RuleConfig, Signal, decide
 from config.settings import Settings
 from counting.counters import Counters, HourBucket
-from counting.windows import GLOBAL_SCOPE, minute_of
+from counting.windows import GLOBAL_SCOPE, Bucket, minute_of
 from models.scorer import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ WINDOW_SIGNALS = (Signal.NEGATIVE_RATE, Signal.VOLUME)
 # At most this many crossed minutes are evaluated one by one after a jump of the
 # watermark (three hours of backlog); older ones are covered by the windows of the first.
 CATCH_UP_MAX_MIN = 180
+# Re-evaluating within the same minute re-reads only its last few minutes: a late post
+# for an older minute is seen when the minute next moves (within a minute).
+RECENT_MIN = 3
 
 
 def owner_partition(scope: str, partitions: int) -> int:
@@ -114,6 +117,10 @@ class Escalator:
         # Baselines change only when the long window's start moves (once a minute).
         self._baselines: tuple[int, dict[str, Baseline]] | None = None
         self._hours: tuple[int, dict[str, dict[int, HourBucket]]] | None = None
+        # Minute buckets last read: (first minute, last minute, per scope, the evaluation
+        # that read them).
+        self._minutes: tuple[int, int, dict[str, dict[int, Bucket]], int] | None = None
+        self._evaluation = 0
 
     def watch(self, scopes: Sequence[str]) -> None:
         """Evaluate ``scopes`` from now on (the watch terms changed): a new one gets its
@@ -121,6 +128,7 @@ class Escalator:
         self.scopes = list(dict.fromkeys([GLOBAL_SCOPE, *scopes]))
         self._baselines = None
         self._hours = None
+        self._minutes = None
 
     async def tick(self) -> list[Alert]:
         """The timer's evaluation."""
@@ -135,15 +143,48 @@ class Escalator:
         other scopes, so only these are read and decided (with fifty watch terms, reading
         every scope after every batch halved throughput)."""
         owned = [s for s in self.scopes if self.owns(s)]
+        self._evaluation += 1
         if end_minute <= self._last_minute:
             scopes = owned if touched is None else [s for s in owned if s in touched]
             return await self._evaluate_at(self._last_minute, scopes)
         first = self._last_minute + 1 if self._last_minute else end_minute
+        first = max(first, end_minute - CATCH_UP_MAX_MIN + 1)
         self._last_minute = end_minute
+        if owned:
+            # One read covers every minute crossed: each is then decided from memory.
+            await self._read_minutes(list(dict.fromkeys([GLOBAL_SCOPE, *owned])), self._first_needed(first), end_minute)
         alerts = []
-        for minute in range(max(first, end_minute - CATCH_UP_MAX_MIN + 1), end_minute + 1):
+        for minute in range(first, end_minute + 1):
             alerts += await self._evaluate_at(minute, owned)
         return alerts
+
+    def _first_needed(self, end_minute: int) -> int:
+        """The first minute an evaluation at ``end_minute`` reads (its baseline's, or its
+        long window's)."""
+        return min(reads_for(end_minute, self.cfg).minutes.start, long_window_start(end_minute, self.cfg))
+
+    async def _read_minutes(self, scopes: Sequence[str], first: int, last: int) -> None:
+        pipe_scopes = list(scopes)
+        data = await self.counters.snapshot(pipe_scopes, range(first, last + 1), [])
+        self._minutes = (first, last, {scope: buckets for scope, (buckets, _) in data.items()}, self._evaluation)
+
+    async def _buckets(self, scopes: Sequence[str], first: int, last: int) -> dict[str, dict[int, Bucket]]:
+        """Minute buckets of ``scopes`` over [first, last]: from the last read when it
+        covers them (re-reading the last ``RECENT_MIN`` minutes when it ended at ``last``:
+        the same minute evaluated again after a batch), else read now."""
+        cached = self._minutes
+        if cached is None or cached[0] > first or cached[1] < last or any(s not in cached[2] for s in scopes):
+            await self._read_minutes(list(dict.fromkeys([*(cached[2] if cached and cached[1] == last else ()), *scopes])), first, last)
+            return self._minutes[2]
+        if cached[1] == last and cached[3] != self._evaluation:
+            recent = range(max(first, last - RECENT_MIN + 1), last + 1)
+            fresh = await self.counters.snapshot(list(scopes), recent, [])
+            for scope, (buckets, _) in fresh.items():
+                kept = cached[2][scope]
+                for minute in recent:
+                    kept.pop(minute, None)
+                kept.update(buckets)
+        return cached[2]
 
     async def _evaluate_at(self, end_minute: int, scopes: Sequence[str]) -> list[Alert]:
         if not scopes:
@@ -177,7 +218,7 @@ class Escalator:
         known = self._baselines[1]
         missing = [s for s in dict.fromkeys([GLOBAL_SCOPE, *scopes]) if s not in known]
         if not missing:
-            minutes = await self.counters.snapshot(scopes, range(start, end_minute + 1), [])
+            minutes = await self._buckets(scopes, start, end_minute)
         else:
             # Complete hours change little: read them once per clock hour.
             if self._hours is None or self._hours[0] != reads.hour:
@@ -186,12 +227,11 @@ class Escalator:
             unread = [s for s in dict.fromkeys([GLOBAL_SCOPE, *missing]) if s not in hours]
             if unread:
                 hours.update({s: h for s, (_, h) in (await self.counters.snapshot(unread, range(0), reads.all_hours)).items()})
-            read = list(dict.fromkeys([GLOBAL_SCOPE, *missing, *scopes]))
-            minutes = await self.counters.snapshot(read, reads.minutes, [])
-            global_minutes = minutes[GLOBAL_SCOPE][0]
+            minutes = await self._buckets(list(dict.fromkeys([GLOBAL_SCOPE, *missing, *scopes])), self._first_needed(end_minute), end_minute)
+            global_minutes = minutes[GLOBAL_SCOPE]
             for scope in missing:
-                known[scope] = baseline_at(end_minute, minutes[scope][0], global_minutes, hours[scope], hours[GLOBAL_SCOPE], cfg)
-        return {scope: observe(end_minute, minutes[scope][0], known[scope], cfg) for scope in scopes}
+                known[scope] = baseline_at(end_minute, minutes[scope], global_minutes, hours[scope], hours[GLOBAL_SCOPE], cfg)
+        return {scope: observe(end_minute, minutes[scope], known[scope], cfg) for scope in scopes}
 
     async def _announce(self, current: Incident | None, signal: Signal, scope: str, decision: Decision, obs: Observation) -> Alert | None:
         new = next_incident(current, signal, scope, decision, obs.minute)
