@@ -19,7 +19,6 @@ from counting.counters import Counters, ScoredPost
 MINUTE_MS = 60_000
 PARTITIONS = 12
 BATCH = 256
-WORDS = ["delayed", "cancelled", "luggage", "refund", "service", "hours", "gate", "crew"]
 
 async def _masters(settings: Settings) -> list[aioredis.Redis]:
     """A plain client per Redis master (the one server when standalone)."""
@@ -49,7 +48,13 @@ DENSITIES = (10_000, 100_000)
 
 def synthetic_posts(n: int, *, per_minute: int, partitions: int = PARTITIONS) -> list[tuple[int, list[ScoredPost]]]:
     """``n`` posts at ``per_minute`` posts per minute of event time, as (partition, batch)
-    in arrival order: a third negative with driver terms, a tenth in a watch-term scope."""
+    in arrival order: two thirds negative, with the driver terms of real airline posts,
+    a tenth in a watch-term scope."""
+    from benchmarks.run import sample_texts
+    from counting.terms import driver_terms
+    from models.preprocess import preprocess
+
+    terms = [driver_terms(preprocess(text)) for text in sample_texts(3000)]
     span_min = max(1, n // per_minute)
     base = (int(time.time() * 1000) // MINUTE_MS - span_min - 1) * MINUTE_MS
     offsets = [0] * partitions
@@ -60,7 +65,7 @@ def synthetic_posts(n: int, *, per_minute: int, partitions: int = PARTITIONS) ->
         for i in range(start, min(start + BATCH, n)):
             posts.append(ScoredPost(
                 f"m{i}-{uuid.uuid4().hex[:12]}", base + (i * span_min * MINUTE_MS) // n, 0.5 + (i % 97) / 200 if i % 3 else 0.2, i % 3 != 0,
-                ("all", "term:delay") if i % 10 == 0 else ("all",), WORDS[: i % 5] if i % 3 else (), offset=offsets[partition],
+                ("all", "term:delay") if i % 10 == 0 else ("all",), terms[i % len(terms)] if i % 3 else (), offset=offsets[partition],
             ))
             offsets[partition] += 1
         batches.append((partition, posts))

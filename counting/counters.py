@@ -50,6 +50,11 @@ from counting.windows import Bucket, WindowStats, aggregate, window_minutes
 # and field, and the batch's id hashes, stored with one SADD. When the stored offset says
 # part of the batch was counted already, or that another worker counted the partition
 # since, the script writes nothing and says so; the caller adjusts and calls again.
+# Driver terms kept per (partition, scope, minute), and offered per batch: together within
+# Redis's compact sorted-set encoding (128 entries). The drivers of an alert are the terms
+# frequent in its window; the long tail of words is what gets dropped.
+TERMS_KEPT = 64
+
 _COUNT_SCRIPT = """
 local tag = ARGV[1]
 local ttl = tonumber(ARGV[2])
@@ -112,8 +117,14 @@ for _ = 1, nbuckets do
   local nterms = tonumber(ARGV[i + 5])
   i = i + 6
   if nterms > 0 then
+    -- Added in one union rather than a command per term; the minute keeps its most
+    -- frequent terms only, small enough for Redis's compact encoding.
     local tkey = tag .. ':t:' .. scope .. ':' .. minute
-    for t = 0, nterms - 1 do redis.call('ZINCRBY', tkey, ARGV[i + 2 * t + 1], ARGV[i + 2 * t]) end
+    local incoming = tag .. ':t:incoming'
+    redis.call('ZADD', incoming, unpack(ARGV, i, i + 2 * nterms - 1))
+    redis.call('ZUNIONSTORE', tkey, 2, tkey, incoming)
+    redis.call('DEL', incoming)
+    redis.call('ZREMRANGEBYRANK', tkey, 0, -(@TERMS_KEPT@ + 1))
     redis.call('EXPIRE', tkey, ttl)
     i = i + 2 * nterms
   end
@@ -151,7 +162,7 @@ if through > counted_through or newest_now > newest then
   redis.call('EXPIRE', KEYS[1], hour_ttl)
 end
 return {nposts}
-""".replace("@CHUNK@", "400")
+""".replace("@CHUNK@", "400").replace("@TERMS_KEPT@", str(TERMS_KEPT))
 # Redis keeps a set of integers compact (8 bytes each) up to ``set-max-intset-entries``
 # (512 by default): a batch's hashes go in sets of at most 400.
 
@@ -385,9 +396,10 @@ class Counters:
                 offered.setdefault((scope, post.event_ms // 60_000), []).extend((repr(post.score), post.id, kept))
         args: list[object] = [len(groups)]
         for (scope, minute), (n, neg, score_sum, terms) in groups.items():
-            args += [scope, minute, n, neg, repr(score_sum), len(terms)]
-            for term, count in terms.items():
-                args += [term, count]
+            offered_terms = sorted(terms.items(), key=lambda tc: (-tc[1], tc[0]))[:TERMS_KEPT]
+            args += [scope, minute, n, neg, repr(score_sum), len(offered_terms)]
+            for term, count in offered_terms:
+                args += [count, term]
             chosen = offered.get((scope, minute), [])
             args.append(len(chosen) // 3)
             args += chosen

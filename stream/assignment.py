@@ -27,8 +27,8 @@ from stream.retry import error_class
 
 log = logging.getLogger(__name__)
 
-# A rebalance waits for this handler: keep well inside the session timeout.
-ASSIGN_TIMEOUT_S = 3.0
+# A rebalance waits for this handler: keep it inside the session timeout (10 s by default).
+ASSIGN_TIMEOUT_S = 8.0
 
 
 async def resume_offsets(counters: Counters, topic: str, assigned: Iterable[TP]) -> dict[TP, int]:
