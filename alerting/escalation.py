@@ -40,9 +40,22 @@ WINDOW_SIGNALS = (Signal.NEGATIVE_RATE, Signal.VOLUME)
 # At most this many crossed minutes are evaluated one by one after a jump of the
 # watermark (three hours of backlog); older ones are covered by the windows of the first.
 CATCH_UP_MAX_MIN = 180
-# Re-evaluating within the same minute re-reads only its last few minutes: a late post
-# for an older minute is seen when the minute next moves (within a minute).
+# Re-evaluating within the same minute, or after the watermark moved on, re-reads only
+# the last few minutes (and the new ones); everything is read afresh at least this often,
+# so a late post for an older minute is seen within that.
 RECENT_MIN = 3
+FULL_READ_EVERY_S = 60.0
+
+
+@dataclass
+class _MinuteCache:
+    """Minute buckets last read, per scope, over [first, last]."""
+
+    first: int
+    last: int
+    data: dict[str, dict[int, Bucket]]
+    evaluation: int  # the evaluation that last read into it
+    full_read_at: float  # time.monotonic() of the last read of the whole range
 
 
 def owner_partition(scope: str, partitions: int) -> int:
@@ -117,9 +130,7 @@ class Escalator:
         # Baselines change only when the long window's start moves (once a minute).
         self._baselines: tuple[int, dict[str, Baseline]] | None = None
         self._hours: tuple[int, dict[str, dict[int, HourBucket]]] | None = None
-        # Minute buckets last read: (first minute, last minute, per scope, the evaluation
-        # that read them).
-        self._minutes: tuple[int, int, dict[str, dict[int, Bucket]], int] | None = None
+        self._minutes: _MinuteCache | None = None
         self._evaluation = 0
 
     def watch(self, scopes: Sequence[str]) -> None:
@@ -152,7 +163,7 @@ class Escalator:
         self._last_minute = end_minute
         if owned:
             # One read covers every minute crossed: each is then decided from memory.
-            await self._read_minutes(list(dict.fromkeys([GLOBAL_SCOPE, *owned])), self._first_needed(first), end_minute)
+            await self._buckets(list(dict.fromkeys([GLOBAL_SCOPE, *owned])), self._first_needed(first), end_minute)
         alerts = []
         for minute in range(first, end_minute + 1):
             alerts += await self._evaluate_at(minute, owned)
@@ -163,28 +174,35 @@ class Escalator:
         long window's)."""
         return min(reads_for(end_minute, self.cfg).minutes.start, long_window_start(end_minute, self.cfg))
 
-    async def _read_minutes(self, scopes: Sequence[str], first: int, last: int) -> None:
-        pipe_scopes = list(scopes)
-        data = await self.counters.snapshot(pipe_scopes, range(first, last + 1), [])
-        self._minutes = (first, last, {scope: buckets for scope, (buckets, _) in data.items()}, self._evaluation)
-
     async def _buckets(self, scopes: Sequence[str], first: int, last: int) -> dict[str, dict[int, Bucket]]:
-        """Minute buckets of ``scopes`` over [first, last]: from the last read when it
-        covers them (re-reading the last ``RECENT_MIN`` minutes when it ended at ``last``:
-        the same minute evaluated again after a batch), else read now."""
-        cached = self._minutes
-        if cached is None or cached[0] > first or cached[1] < last or any(s not in cached[2] for s in scopes):
-            await self._read_minutes(list(dict.fromkeys([*(cached[2] if cached and cached[1] == last else ()), *scopes])), first, last)
-            return self._minutes[2]
-        if cached[1] == last and cached[3] != self._evaluation:
-            recent = range(max(first, last - RECENT_MIN + 1), last + 1)
-            fresh = await self.counters.snapshot(list(scopes), recent, [])
-            for scope, (buckets, _) in fresh.items():
-                kept = cached[2][scope]
-                for minute in recent:
-                    kept.pop(minute, None)
-                kept.update(buckets)
-        return cached[2]
+        """Minute buckets of ``scopes`` over [first, last]: from memory when the last read
+        covers them; the last ``RECENT_MIN`` minutes and any newer ones read again; the
+        whole range read afresh when the cache lacks a scope or an older minute, or is
+        ``FULL_READ_EVERY_S`` old."""
+        cache = self._minutes
+        now = time.monotonic()
+        if cache is not None and cache.first <= first and all(s in cache.data for s in scopes):
+            if cache.last > last or (cache.last == last and cache.evaluation == self._evaluation):
+                return cache.data
+            if cache.last == last or now - cache.full_read_at < FULL_READ_EVERY_S:
+                moved = cache.last < last
+                names = list(cache.data) if moved else list(scopes)
+                again = range(max(first, cache.last - RECENT_MIN + 1), last + 1)
+                fresh = await self.counters.snapshot(names, again, [])
+                for scope, (buckets, _) in fresh.items():
+                    kept = cache.data[scope]
+                    # Moving on, the minutes no evaluation needs any more are dropped too.
+                    for minute in [m for m in kept if m >= again.start or (moved and m < first)]:
+                        del kept[minute]
+                    kept.update(buckets)
+                if moved:
+                    cache.first, cache.last = first, last
+                cache.evaluation = self._evaluation
+                return cache.data
+        names = list(dict.fromkeys([*(cache.data if cache is not None else ()), *scopes]))
+        data = await self.counters.snapshot(names, range(first, last + 1), [])
+        self._minutes = _MinuteCache(first, last, {scope: buckets for scope, (buckets, _) in data.items()}, self._evaluation, now)
+        return self._minutes.data
 
     async def _evaluate_at(self, end_minute: int, scopes: Sequence[str]) -> list[Alert]:
         if not scopes:

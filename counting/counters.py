@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -50,10 +51,12 @@ from counting.windows import Bucket, WindowStats, aggregate, window_minutes
 # and field, and the batch's id hashes, stored with one SADD. When the stored offset says
 # part of the batch was counted already, or that another worker counted the partition
 # since, the script writes nothing and says so; the caller adjusts and calls again.
-# Driver terms kept per (partition, scope, minute), and offered per batch: together within
-# Redis's compact sorted-set encoding (128 entries). The drivers of an alert are the terms
-# frequent in its window; the long tail of words is what gets dropped.
+# Driver terms kept per (partition, scope, minute), and offered per batch (the batch's
+# most frequent, ties broken by a hash of the term, not its spelling): small enough for
+# Redis's compact sorted-set encoding and few arguments per script. The drivers of an
+# alert are the terms frequent in its window; the long tail of words is what gets dropped.
 TERMS_KEPT = 64
+TERMS_OFFERED = 16
 
 _COUNT_SCRIPT = """
 local tag = ARGV[1]
@@ -396,7 +399,7 @@ class Counters:
                 offered.setdefault((scope, post.event_ms // 60_000), []).extend((repr(post.score), post.id, kept))
         args: list[object] = [len(groups)]
         for (scope, minute), (n, neg, score_sum, terms) in groups.items():
-            offered_terms = sorted(terms.items(), key=lambda tc: (-tc[1], tc[0]))[:TERMS_KEPT]
+            offered_terms = sorted(terms.items(), key=lambda tc: (-tc[1], zlib.crc32(tc[0].encode())))[:TERMS_OFFERED]
             args += [scope, minute, n, neg, repr(score_sum), len(offered_terms)]
             for term, count in offered_terms:
                 args += [count, term]
