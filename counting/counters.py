@@ -6,7 +6,7 @@ the partitions spread over the cluster's shards. Readers sum the partitions.
 Per partition and (scope, event-time minute): a hash of the post count ``n``, the
 negative count ``neg`` and the score sum ``s``; a sorted set of the terms of that
 minute's negative posts (the alert drivers); the ids of its most confidently negative
-posts (alert examples). Per (scope, hour): a rollup of ``n`` and ``neg`` kept for weeks,
+posts (alert examples). Per partition and (scope, hour): a rollup of ``n`` and ``neg`` kept for weeks,
 and a bitmap of the minutes that had any post (the live minutes baselines divide by).
 
 Exactly once without a key per post:
@@ -14,20 +14,24 @@ Exactly once without a key per post:
 - The partition's last counted offset is stored by the same script that adds the
   counts, so a redelivered message (a worker killed mid-batch, a rebalance, a retry
   after a lost reply) is recognised by its offset and skipped; on assignment the worker
-  resumes from that offset (``stream.offsets``), which also recounts what a Redis that
-  lost its last writes forgot.
+  resumes from that offset (``stream.assignment``), which also recounts what a Redis that
+  lost its last writes forgot. A worker that finds Redis's offset behind the one it
+  counted through itself stops (``CountsLost``) so that its restart does that.
 - The same post id arriving twice from the feed within ``BADBUZZ_DEDUP_WINDOW_S`` is
-  counted once: the script keeps a 63-bit hash of each id in small integer sets
-  (Redis's compact intset encoding, about 8 bytes a post), grouped in generations that
-  close when they are a window old or full; a generation is dropped once its newest id
-  is older than the window.
+  counted once: the partition's only consumer keeps the window's id hashes in memory
+  (``counting.dedup``) and drops known ids before the script runs; the script stores each
+  batch's hashes (an integer set, about 8 bytes a post, for the window), from which a
+  worker taking the partition over rebuilds the window. When the stored offset shows
+  another worker counted the partition since, the script refuses the batch and the
+  caller reloads the window first.
 
 What the console shows of an example post (masked text, link) and what the model said
 about it are kept beside it (``T:post:<id>``) for the counters' retention.
 
 Key layout (``T`` is ``{P:p<partition>}``, ``P`` is ``BADBUZZ_REDIS_PREFIX``):
 ``T:o`` (hash: ``o`` last counted offset, ``t`` newest counted event ms),
-``T:d`` (dedup generations), ``T:d:<generation>:<bucket>``, ``T:b:<scope>:<minute>``,
+``T:di`` (the dedup window's batches by arrival), ``T:d:<batch>:<chunk>`` (their id
+hashes), ``T:b:<scope>:<minute>``,
 ``T:t:<scope>:<minute>``, ``T:x:<scope>:<minute>``, ``T:h:<scope>:<hour>``,
 ``T:m:<scope>:<hour>``, ``T:post:<id>``; ``P:partitions`` (the partitions ever
 counted, for readers)."""
