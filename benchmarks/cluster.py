@@ -9,10 +9,9 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
@@ -31,27 +30,9 @@ Say = Callable[[str], None]
 
 def cluster_settings(settings: Settings) -> Settings:
     return settings.model_copy(update=dict(
-        kafka_bootstrap=cluster.bootstrap(settings), redis_mode="cluster", redis_url=f"redis://127.0.0.1:{cluster.redis_ports(settings)[0]}/0",
+        kafka_bootstrap=cluster.bootstrap(settings), redis_mode="cluster", redis_url=cluster.cluster_redis_url(settings),
         topic_replication_factor=3, topic_min_insync_replicas=2,
     ))
-
-
-async def _masters(settings: Settings) -> list[aioredis.Redis]:
-    """A plain client per Redis master (the one server when standalone)."""
-    if settings.redis_mode != "cluster":
-        return [aioredis.Redis.from_url(settings.redis_url)]
-    ports = [port for port, (role, _) in cluster.redis_topology(settings).items() if role == "master"]
-    return [aioredis.Redis(host="127.0.0.1", port=port) for port in ports]
-
-
-async def _server_totals(masters: Sequence[aioredis.Redis]) -> dict[str, float]:
-    totals = {"cpu_s": 0.0, "memory": 0.0, "commands": 0.0}
-    for client in masters:
-        info = await client.info()
-        totals["cpu_s"] += info["used_cpu_user"] + info["used_cpu_sys"]
-        totals["memory"] += info["used_memory"]
-        totals["commands"] += info["total_commands_processed"]
-    return totals
 
 
 async def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:

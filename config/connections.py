@@ -73,10 +73,22 @@ def redis_client(settings: Settings, **kwargs: Any) -> aioredis.Redis:
     if settings.redis_url.startswith("rediss://") and settings.redis_ssl_ca_file:
         options["ssl_ca_certs"] = str(settings.redis_ssl_ca_file)
     if settings.redis_mode == "cluster":
-        from redis.asyncio.cluster import RedisCluster
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
 
         options.pop("single_connection_client", None)
-        return RedisCluster.from_url(settings.redis_url, **options)
+        nodes = cluster_nodes(settings.redis_url)
+        if len(nodes) == 1:
+            return RedisCluster.from_url(settings.redis_url, **options)
+        # Several nodes named: the client starts from whichever answers, so a worker
+        # starting while one of them is down still finds the cluster.
+        parts = urlsplit(settings.redis_url)
+        if parts.password and "password" not in options:
+            options["password"] = parts.password
+        if parts.username:
+            options.setdefault("username", parts.username)
+        if parts.scheme == "rediss":
+            options["ssl"] = True
+        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes], **options)
     if settings.redis_mode == "sentinel":
         from redis.asyncio.sentinel import Sentinel
 
@@ -84,6 +96,17 @@ def redis_client(settings: Settings, **kwargs: Any) -> aioredis.Redis:
         sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_options, **options)
         return sentinel.master_for(settings.redis_sentinel_master)
     return aioredis.Redis.from_url(settings.redis_url, **options)
+
+
+def cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The nodes a Redis URL names: ``redis://[user:password@]host:port[,host:port...]/0``
+    (several only for a cluster's startup nodes)."""
+    hosts = urlsplit(url).netloc.rpartition("@")[2]
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        nodes.append((host or item.strip(), int(port) if host else 6379))
+    return nodes
 
 
 def shared_keyspace(prefix: str) -> str:

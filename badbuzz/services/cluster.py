@@ -319,13 +319,18 @@ def status(settings: Settings) -> dict[str, ServiceState]:
     return states
 
 
+def cluster_redis_url(settings: Settings) -> str:
+    """A URL naming every node: clients start from whichever answers."""
+    return "redis://" + ",".join(f"127.0.0.1:{port}" for port in redis_ports(settings)) + "/0"
+
+
 def env_lines(settings: Settings, *, cluster: bool) -> list[str]:
     """``export BADBUZZ_…=…`` lines that point the CLI and workers at the local services."""
     if cluster:
         values = {
             "BADBUZZ_KAFKA_BOOTSTRAP": bootstrap(settings),
             "BADBUZZ_REDIS_MODE": "cluster",
-            "BADBUZZ_REDIS_URL": f"redis://127.0.0.1:{settings.cluster_redis_port}/0",
+            "BADBUZZ_REDIS_URL": cluster_redis_url(settings),
             "BADBUZZ_TOPIC_REPLICATION_FACTOR": "3",
             "BADBUZZ_TOPIC_MIN_INSYNC_REPLICAS": "2",
         }

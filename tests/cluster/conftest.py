@@ -126,7 +126,7 @@ def clusters(tmp_path_factory):
         "cluster_redis_port": redis_base,
         "kafka_bootstrap": ",".join(f"127.0.0.1:{kafka_base + i}" for i in range(cluster.KAFKA_NODES)),
         "redis_mode": "cluster",
-        "redis_url": f"redis://127.0.0.1:{redis_base}/0",
+        "redis_url": "redis://" + ",".join(f"127.0.0.1:{redis_base + i}" for i in range(cluster.REDIS_NODES)) + "/0",
         "topic_replication_factor": 3,
         "topic_min_insync_replicas": 2,
     }

@@ -365,9 +365,10 @@ def served_paths() -> set[str]:
     paths = set()
     app = SimpleNamespace(
         page=lambda path, name=None: (paths.add(path), lambda view: view)[1],
+        task=lambda fn: fn,
         on_partitions_revoked=SimpleNamespace(connect=lambda handler: handler),
     )
-    alerting = SimpleNamespace(cfg=None, scopes=["all"])
+    alerting = SimpleNamespace(cfg=None, scopes=["all"], redis=None)
     web.register(app, Settings(_env_file=None), metrics=None, alerting=alerting, model_info=lambda: None)
     return paths
 

@@ -365,7 +365,7 @@ def test_services_env_lines(settings: Settings) -> None:
     assert cluster.env_lines(settings, cluster=True) == [
         "export BADBUZZ_KAFKA_BOOTSTRAP=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094",
         "export BADBUZZ_REDIS_MODE=cluster",
-        "export BADBUZZ_REDIS_URL=redis://127.0.0.1:17000/0",
+        "export BADBUZZ_REDIS_URL=redis://127.0.0.1:17000,127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003,127.0.0.1:17004,127.0.0.1:17005/0",
         "export BADBUZZ_TOPIC_REPLICATION_FACTOR=3",
         "export BADBUZZ_TOPIC_MIN_INSYNC_REPLICAS=2",
     ]
