@@ -112,10 +112,9 @@ for _ = 1, nbuckets do
   local n, neg = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local hour = math.floor(minute / 60)
   local key = tag .. ':b:' .. scope .. ':' .. minute
-  redis.call('HINCRBY', key, 'n', n)
+  if redis.call('HINCRBY', key, 'n', n) == n then redis.call('EXPIRE', key, ttl) end
   if neg > 0 then redis.call('HINCRBY', key, 'neg', neg) end
   redis.call('HINCRBYFLOAT', key, 's', ARGV[i + 4])
-  redis.call('EXPIRE', key, ttl)
   local hkey = tag .. ':h:' .. scope .. ':' .. hour
   if redis.call('HINCRBY', hkey, 'n', n) == n then redis.call('EXPIRE', hkey, hour_ttl) end
   if neg > 0 then redis.call('HINCRBY', hkey, 'neg', neg) end
@@ -137,10 +136,19 @@ for _ = 1, nbuckets do
   end
   local ncandidates = tonumber(ARGV[i])
   i = i + 1
+  local xkey = tag .. ':x:' .. scope .. ':' .. minute
+  if ncandidates > 0 and redis.call('ZCARD', xkey) >= examples then
+    -- Most batches of a busy minute have nothing better than the five kept: then the
+    -- examples are left alone (the caller offers its best first; a tie may still enter).
+    local floor = redis.call('ZRANGE', xkey, 0, 0, 'WITHSCORES')[2]
+    if tonumber(ARGV[i]) < tonumber(floor) then
+      i = i + 3 * ncandidates
+      ncandidates = 0
+    end
+  end
   if ncandidates > 0 then
     -- The caller offers the batch's best (and every post tied with the last of them:
     -- Redis breaks ties by member, so it decides those).
-    local xkey = tag .. ':x:' .. scope .. ':' .. minute
     local offered = {}
     for c = 0, ncandidates - 1 do
       redis.call('ZADD', xkey, ARGV[i + 3 * c], ARGV[i + 3 * c + 1])
@@ -394,13 +402,13 @@ class Counters:
                     for term in post.terms:
                         terms[term] = terms.get(term, 0) + 1
         candidates = example_candidates(posts, self.examples_per_minute) if self.examples_per_minute > 0 else set()
-        offered: dict[tuple[str, int], list[object]] = {}
+        offered: dict[tuple[str, int], list[tuple[str, str, bytes]]] = {}
         for k in sorted(candidates):
             post = posts[k]
             seen = shown(positions[k]) if shown is not None else ShownPost("")
             kept = orjson.dumps({"text": seen.text, "url": seen.url, "score": post.score, "negative": post.negative, "model": model_version})
             for scope in post.scopes:
-                offered.setdefault((scope, post.event_ms // 60_000), []).extend((repr(post.score), post.id, kept))
+                offered.setdefault((scope, post.event_ms // 60_000), []).append((repr(post.score), post.id, kept))
         args: list[object] = [len(groups)]
         for (scope, minute), (n, neg, score_sum, terms) in groups.items():
             offered_terms = sorted(terms.items(), key=lambda tc: (-tc[1], zlib.crc32(tc[0].encode())))[:TERMS_OFFERED]
@@ -408,8 +416,9 @@ class Counters:
             for term, count in offered_terms:
                 args += [count, term]
             chosen = offered.get((scope, minute), [])
-            args.append(len(chosen) // 3)
-            args += chosen
+            args.append(len(chosen))
+            for score, post_id, kept in sorted(chosen, key=lambda c: -float(c[0])):
+                args += [score, post_id, kept]
         if self.keep_all_predictions:
             for post in posts:
                 args += [post.id, orjson.dumps({"score": post.score, "negative": post.negative, "model": model_version})]

@@ -68,16 +68,21 @@ def register(app: faust.App, topic: str, counters: Counters, ownership: ScopeOwn
     async def align(assigned: Iterable[TP]) -> dict[TP, int]:
         offsets = await resume_offsets(counters, topic, assigned)
         if offsets:
-            # Faust's own commit call (its public one commits what it acknowledged): Faust
-            # seeks every assigned partition to its committed offset after this handler.
+            # Faust's own commit call (its public one commits what it acknowledged).
             await app.consumer._commit(offsets)
         return offsets
 
     @app.on_partitions_assigned.connect
-    async def resume_where_counted(sender, assigned, **kwargs) -> None:
+    async def take_scopes(sender, assigned, **kwargs) -> None:
         ownership.assign(assigned, app.consumer.topic_partitions(topic))
+
+    # Faust sends this once the rebalance's recovery is done and waits for it before it
+    # resumes the partitions and seeks them to their committed offsets (on assignment
+    # itself, its recovery may already have sought them).
+    @app.on_rebalance_complete.connect
+    async def resume_where_counted(sender, **kwargs) -> None:
         try:
-            offsets = await asyncio.wait_for(align(assigned), ASSIGN_TIMEOUT_S)
+            offsets = await asyncio.wait_for(align(app.consumer.assignment()), ASSIGN_TIMEOUT_S)
         except Exception as exc:
             log.warning("could not align committed offsets with the counters (%s): resuming at Kafka's", error_class(exc))
             return

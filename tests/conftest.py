@@ -134,3 +134,42 @@ async def wait_for(predicate, *, timeout: float, interval: float = 0.25, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def one_node_cluster(tmp_path_factory):
+    """URL of a one-node Redis Cluster on a free port, owning every slot: it refuses
+    cross-slot commands and routes by key as a real cluster does."""
+    import subprocess
+
+    import redis
+
+    from badbuzz.services.redis import check_redis
+
+    workdir = tmp_path_factory.mktemp("redis-cluster")
+    port = free_port()
+    server = subprocess.Popen(
+        [check_redis(), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
+         "--dir", str(workdir), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        node = redis.Redis(port=port)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                node.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        while b"cluster_state:ok" not in node.execute_command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the one-node cluster never reported cluster_state:ok"
+            time.sleep(0.05)
+        node.close()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -4,14 +4,11 @@ node that owns all 16384 slots is enough to prove it: it refuses CROSSSLOT comma
 and the cluster client routes each script by its keys, exactly as a sharded cluster does."""
 from __future__ import annotations
 
-import subprocess
-import time
 import uuid
 from dataclasses import replace
 
 import numpy as np
 import pytest
-import redis
 from redis.crc import key_slot
 
 from alerting.actions import ActionRequest, IncidentActions
@@ -23,8 +20,6 @@ from alerting.presets import Presets
 from alerting.rules import Action, Assessment, Baseline, Decision, Severity, Signal
 from alerting.silences import Silences
 from alerting.slack import SlackBotSink
-from badbuzz.processes import free_port
-from badbuzz.services.redis import check_redis
 from benchmarks.keys import prefix_keys
 from config.connections import redis_client, shared_keyspace
 from config.settings import Settings
@@ -44,41 +39,9 @@ NOW_MS = MINUTE * 60_000
 MODEL = ModelInfo("tfidf", "negative_vs_rest", 0.5, "badbuzz-sentiment", "3", "models:/badbuzz-sentiment/3")
 
 
-@pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory):
-    """A one-node Redis Cluster on a free port, owning every slot."""
-    workdir = tmp_path_factory.mktemp("redis-cluster")
-    port = free_port()
-    server = subprocess.Popen(
-        [check_redis(), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
-         "--dir", str(workdir), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        node = redis.Redis(port=port)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                node.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        while b"cluster_state:ok" not in node.execute_command("CLUSTER", "INFO"):
-            assert time.monotonic() < deadline, "the one-node cluster never reported cluster_state:ok"
-            time.sleep(0.05)
-        node.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
 @pytest.fixture
-async def cluster(cluster_url):
-    settings = Settings.model_construct(redis_mode="cluster", redis_url=cluster_url, redis_prefix=f"test:cluster:{uuid.uuid4().hex[:10]}")
+async def cluster(one_node_cluster):
+    settings = Settings.model_construct(redis_mode="cluster", redis_url=one_node_cluster, redis_prefix=f"test:cluster:{uuid.uuid4().hex[:10]}")
     client = redis_client(settings)
     yield client, settings.redis_prefix
     # Whatever a test wrote lives in the shared tag's slot, or the stores leak keys elsewhere.

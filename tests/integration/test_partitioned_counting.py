@@ -6,8 +6,6 @@ slot still refuses cross-slot commands and needs keys to route)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 import uuid
 
@@ -16,37 +14,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from counting.counters import Counters, ScoredPost
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
 MINUTE = 60_000
-
-
-@pytest.fixture(scope="module")
-def one_node_cluster(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed (scripts/bootstrap.sh installs it)")
-    port = free_port()
-    home = tmp_path_factory.mktemp("cluster")
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", str(home / "nodes.conf"),
-         "--dir", str(home), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG":
-            assert time.monotonic() < deadline, "the cluster node did not start"
-            time.sleep(0.1)
-        subprocess.run(["redis-cli", "-p", str(port), "cluster", "addslotsrange", "0", "16383"], check=True, capture_output=True)
-        while "cluster_state:ok" not in subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True).stdout:
-            assert time.monotonic() < deadline, "the cluster did not become ok"
-            time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.kill()
-        server.wait()
 
 
 @pytest.fixture(params=["standalone", "cluster"])
