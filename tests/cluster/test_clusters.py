@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.exceptions import RedisError
 
 from config.connections import redis_client
+from config.topics import ensure_topics
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
@@ -22,13 +22,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 PARTITIONS = 3
 
 
-async def _create_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 3, topic_configs={"min.insync.replicas": "2"})])
-    finally:
-        await admin.close()
+async def _create_topic(clusters, topic: str) -> None:
+    # Returns once every partition has a leader (a topic just created has none for a moment).
+    await ensure_topics(clusters.settings, [topic], partitions=PARTITIONS, replication_factor=3, min_insync_replicas=2)
 
 
 async def _produce(producer: AIOKafkaProducer, topic: str, numbers: range) -> None:
@@ -57,7 +53,7 @@ async def _consume_all(bootstrap: str, topic: str, expect: int, timeout: float =
 
 async def test_killing_a_partition_leader_loses_no_acknowledged_message(clusters):
     topic = f"cluster-{uuid.uuid4().hex[:8]}"
-    await _create_topic(clusters.bootstrap, topic)
+    await _create_topic(clusters, topic)
     described = await clusters.describe(topic)
     assert [len(described[p]["replicas"]) for p in range(PARTITIONS)] == [3] * PARTITIONS
     producer = AIOKafkaProducer(bootstrap_servers=clusters.bootstrap, acks="all", enable_idempotence=True, request_timeout_ms=30_000)
