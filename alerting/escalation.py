@@ -132,6 +132,9 @@ class Escalator:
         self._hours: tuple[int, dict[str, dict[int, HourBucket]]] | None = None
         self._minutes: _MinuteCache | None = None
         self._evaluation = 0
+        # The last minute evaluated per scope, shared through Redis with later owners.
+        self._evaluated: dict[str, int] = {}
+        self._evaluated_key = f"{incidents.prefix}:evaluated"
 
     def watch(self, scopes: Sequence[str]) -> None:
         """Evaluate ``scopes`` from now on (the watch terms changed): a new one gets its
@@ -158,15 +161,27 @@ class Escalator:
         if end_minute <= self._last_minute:
             scopes = owned if touched is None else [s for s in owned if s in touched]
             return await self._evaluate_at(self._last_minute, scopes)
-        first = self._last_minute + 1 if self._last_minute else end_minute
-        first = max(first, end_minute - CATCH_UP_MAX_MIN + 1)
         self._last_minute = end_minute
-        if owned:
-            # One read covers every minute crossed: each is then decided from memory.
-            await self._buckets(list(dict.fromkeys([GLOBAL_SCOPE, *owned])), self._first_needed(first), end_minute)
+        if not owned:
+            return []
+        # Each scope resumes after the last minute evaluated for it, by this worker or by
+        # the one that owned it before (a handover must not skip the minutes in between).
+        for scope in [s for s in self._evaluated if s not in owned]:
+            del self._evaluated[scope]
+        unknown = [s for s in owned if s not in self._evaluated]
+        if unknown:
+            stored = await self.incidents.redis.hmget(self._evaluated_key, unknown)
+            self._evaluated.update({s: int(m) for s, m in zip(unknown, stored) if m is not None})
+        floor = end_minute - CATCH_UP_MAX_MIN + 1
+        starts = {s: max(floor, self._evaluated[s] + 1) if s in self._evaluated else end_minute for s in owned}
+        first = min(starts.values())
+        # One read covers every minute crossed: each is then decided from memory.
+        await self._buckets(list(dict.fromkeys([GLOBAL_SCOPE, *owned])), self._first_needed(first), end_minute)
         alerts = []
         for minute in range(first, end_minute + 1):
-            alerts += await self._evaluate_at(minute, owned)
+            alerts += await self._evaluate_at(minute, [s for s in owned if starts[s] <= minute])
+        self._evaluated.update({s: end_minute for s in owned})
+        await self.incidents.redis.hset(self._evaluated_key, mapping={s: end_minute for s in owned})
         return alerts
 
     def _first_needed(self, end_minute: int) -> int:

@@ -86,6 +86,17 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: Sequence[str], ti
         await asyncio.sleep(0.1)
 
 
+async def partition_count(settings: Settings, topic: str) -> int:
+    """How many partitions ``topic`` has, as the brokers say (0: no such topic)."""
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        return len(described["partitions"]) if described["error_code"] == 0 else 0
+    finally:
+        await admin.close()
+
+
 async def delete_topics(settings: Settings, names: Sequence[str]) -> None:
     admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()

@@ -99,7 +99,7 @@ def create_app(settings: Settings, scorer: Scorer) -> faust.App:
     agents.register(app, settings, raw, build_pipeline, metrics, load_watch_terms=alerting.watch_terms.refresh)
     ownership = assignment.ScopeOwnership(settings.topic_raw)
     alerting.escalator.owns = ownership.owns
-    assignment.register(app, settings.topic_raw, alerting.counters, ownership)
+    assignment.register(app, settings, alerting.counters, ownership)
     register_alerting(app, settings, alerting, metrics)
     stop_within(app, SHUTDOWN_GRACE_S)
     web.register(app, settings, metrics, alerting, lambda: active.info)

@@ -22,6 +22,8 @@ import faust
 from faust.types import TP
 
 from alerting.escalation import owner_partition
+from config.settings import Settings
+from config.topics import partition_count
 from counting.counters import Counters
 from stream.retry import error_class
 
@@ -49,18 +51,22 @@ class ScopeOwnership:
         self.partitions: frozenset[int] = frozenset()
         self.partition_count = 0
 
-    def assign(self, assigned: Iterable[TP], partition_count: int | None) -> None:
+    def assign(self, assigned: Iterable[TP], partition_count: int) -> None:
+        """``partition_count``: the topic's, as Kafka says. Guessed from the assignment,
+        workers would disagree on owners and a scope could have none."""
         self.partitions = frozenset(tp.partition for tp in assigned if tp.topic == self.topic)
-        self.partition_count = partition_count or (max(self.partitions) + 1 if self.partitions else 0)
+        self.partition_count = partition_count
 
     def revoke(self) -> None:
         self.partitions = frozenset()
 
     def owns(self, scope: str) -> bool:
-        return bool(self.partitions) and owner_partition(scope, self.partition_count) in self.partitions
+        return bool(self.partitions) and self.partition_count > 0 and owner_partition(scope, self.partition_count) in self.partitions
 
 
-def register(app: faust.App, topic: str, counters: Counters, ownership: ScopeOwnership) -> None:
+def register(app: faust.App, settings: Settings, counters: Counters, ownership: ScopeOwnership) -> None:
+    topic = settings.topic_raw
+
     @app.on_partitions_revoked.connect
     async def give_up_scopes(sender, revoked, **kwargs) -> None:
         ownership.revoke()
@@ -74,7 +80,17 @@ def register(app: faust.App, topic: str, counters: Counters, ownership: ScopeOwn
 
     @app.on_partitions_assigned.connect
     async def take_scopes(sender, assigned, **kwargs) -> None:
-        ownership.assign(assigned, app.consumer.topic_partitions(topic))
+        # The consumer's metadata snapshot, when it has the topic yet; else the brokers.
+        count = app.consumer.topic_partitions(topic)
+        if not count:
+            try:
+                count = await asyncio.wait_for(partition_count(settings, topic), ASSIGN_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("partitions of %s unknown (%s): evaluating no scope until the next assignment", topic, error_class(exc))
+                ownership.revoke()
+                return
+        ownership.assign(assigned, count)
+        log.info("evaluating the scopes of partitions %s of %s's %d", sorted(ownership.partitions), topic, count)
 
     # Faust sends this once the rebalance's recovery is done and waits for it before it
     # resumes the partitions and seeks them to their committed offsets (on assignment

@@ -57,6 +57,10 @@ def test_every_scope_has_exactly_one_owner_whatever_the_assignment():
         assert workers[owner_partition(scope, partitions) % 3].owns(scope)
     workers[0].revoke()
     assert not any(workers[0].owns(s) for s in ["all", *SCOPES])
+    # Without the topic's partition count a worker owns nothing rather than guess.
+    unsure = ScopeOwnership("raw")
+    unsure.assign({TP("raw", p) for p in range(partitions)}, 0)
+    assert not any(unsure.owns(s) for s in ["all", *SCOPES])
 
 
 async def test_a_worker_reads_and_decides_only_the_scopes_it_owns(redis, prefix):
@@ -111,8 +115,23 @@ async def test_a_backlog_caught_up_at_once_announces_what_live_counting_announce
     assert what(announced) == what(announced_live)
     incident = (await backlog.incidents.get_many([(Signal.NEGATIVE_RATE, "term:bag")]))[(Signal.NEGATIVE_RATE, "term:bag")]
     assert incident.episode.decided_minute == start + 29
-    # An owner still evaluating an older minute (a handover) decides nothing: the rate
-    # at minute 13 would reopen the incident.
+    # An owner still evaluating an older minute (a handover it has not noticed yet)
+    # decides nothing: the rate at minute 13 would reopen the incident.
+    await redis.delete(f"{{{prefix}}}:evaluated")
     late = escalator(redis, prefix)
     assert await late.evaluate(start + 13) == []
     await delete_prefix(redis, f"{prefix}:live")
+
+
+async def test_a_new_owner_evaluates_the_minutes_the_old_one_had_not_reached(redis, prefix):
+    start = int(time.time() // 60) - 40
+    minutes = day(start)
+    old_owner = escalator(redis, prefix)
+    for minute in range(11):
+        await old_owner.counters.count(minutes[minute])
+        assert await old_owner.evaluate(start + minute) == []
+    # The old owner dies; the burst (minutes 12-14) and the rest are counted by others.
+    await old_owner.counters.count([p for posts in minutes[11:] for p in posts])
+    new_owner = escalator(redis, prefix)
+    announced = await new_owner.evaluate(start + 29)
+    assert [(a.action, a.scope) for a in announced] == [("opened", "term:bag"), ("escalated", "term:bag"), ("resolved", "term:bag")]
