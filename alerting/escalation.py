@@ -158,14 +158,13 @@ class Escalator:
         every scope after every batch halved throughput)."""
         owned = [s for s in self.scopes if self.owns(s)]
         self._evaluation += 1
-        if end_minute <= self._last_minute:
-            scopes = owned if touched is None else [s for s in owned if s in touched]
-            return await self._evaluate_at(self._last_minute, scopes)
+        end_minute = max(end_minute, self._last_minute)
         self._last_minute = end_minute
         if not owned:
             return []
         # Each scope resumes after the last minute evaluated for it, by this worker or by
-        # the one that owned it before (a handover must not skip the minutes in between).
+        # the one that owned it before: a handover must not skip the minutes in between,
+        # even when the watermark no longer moves.
         for scope in [s for s in self._evaluated if s not in owned]:
             del self._evaluated[scope]
         unknown = [s for s in owned if s not in self._evaluated]
@@ -174,14 +173,20 @@ class Escalator:
             self._evaluated.update({s: int(m) for s, m in zip(unknown, stored) if m is not None})
         floor = end_minute - CATCH_UP_MAX_MIN + 1
         starts = {s: max(floor, self._evaluated[s] + 1) if s in self._evaluated else end_minute for s in owned}
-        first = min(starts.values())
+        # Scopes already evaluated at this minute are decided again only if the batch touched them.
+        again = [s for s in owned if starts[s] > end_minute and (touched is None or s in touched)]
+        behind = [s for s in owned if starts[s] <= end_minute]
+        if not behind:
+            return await self._evaluate_at(end_minute, again)
+        first = min(starts[s] for s in behind)
         # One read covers every minute crossed: each is then decided from memory.
         await self._buckets(list(dict.fromkeys([GLOBAL_SCOPE, *owned])), self._first_needed(first), end_minute)
         alerts = []
         for minute in range(first, end_minute + 1):
-            alerts += await self._evaluate_at(minute, [s for s in owned if starts[s] <= minute])
-        self._evaluated.update({s: end_minute for s in owned})
-        await self.incidents.redis.hset(self._evaluated_key, mapping={s: end_minute for s in owned})
+            due = [s for s in behind if starts[s] <= minute] + (again if minute == end_minute else [])
+            alerts += await self._evaluate_at(minute, due)
+        self._evaluated.update({s: end_minute for s in behind})
+        await self.incidents.redis.hset(self._evaluated_key, mapping={s: end_minute for s in behind})
         return alerts
 
     def _first_needed(self, end_minute: int) -> int:

@@ -135,3 +135,20 @@ async def test_a_new_owner_evaluates_the_minutes_the_old_one_had_not_reached(red
     new_owner = escalator(redis, prefix)
     announced = await new_owner.evaluate(start + 29)
     assert [(a.action, a.scope) for a in announced] == [("opened", "term:bag"), ("escalated", "term:bag"), ("resolved", "term:bag")]
+
+
+async def test_a_scope_taken_over_while_the_watermark_stands_still_is_caught_up(redis, prefix):
+    start = int(time.time() // 60) - 40
+    minutes = day(start)
+    old_owner = escalator(redis, prefix)
+    for minute in range(11):
+        await old_owner.counters.count(minutes[minute])
+        await old_owner.evaluate(start + minute)
+    await old_owner.counters.count([p for posts in minutes[11:] for p in posts])
+    owned = {"term:seat"}
+    survivor = escalator(redis, prefix, owns=lambda scope: scope in owned)
+    assert await survivor.evaluate(start + 29) == []
+    # The old owner's partition moves here; no post arrives any more: same minute.
+    owned.add("term:bag")
+    announced = await survivor.evaluate(start + 29, set())
+    assert [(a.action, a.scope) for a in announced] == [("opened", "term:bag"), ("escalated", "term:bag"), ("resolved", "term:bag")]
