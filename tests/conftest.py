@@ -144,10 +144,14 @@ def one_node_cluster(tmp_path_factory):
 
     import redis
 
+    from badbuzz.services.manager import port_free
     from badbuzz.services.redis import check_redis
 
     workdir = tmp_path_factory.mktemp("redis-cluster")
+    # A cluster node also listens on its port + 10000 (the cluster bus): both must be free.
     port = free_port()
+    while port + 10000 > 65535 or not port_free(port + 10000):
+        port = free_port()
     server = subprocess.Popen(
         [check_redis(), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
          "--dir", str(workdir), "--save", "", "--appendonly", "no"],
