@@ -164,8 +164,6 @@ class Pipeline:
             matcher = lambda: fixed  # noqa: E731 - one matcher for the pipeline's life
         self._matcher = matcher
         self._watermark_ms = 0
-        # The offset this pipeline last counted in each partition (Redis must not be behind it).
-        self._counted_through: dict[int, int] = {}
         # The active model and its recent scoring seconds per post (moving average).
         self._cost_per_post: tuple[Scorer, float] | None = None
 
@@ -261,11 +259,8 @@ class Pipeline:
                 partition=partition,
                 through_offset=through,
                 arrived_ms=max(arrived) if arrived else None,
-                expected_through=self._counted_through.get(partition, -1),
             )
             batch.fresh_by_partition[partition] = [positions[i] for i in fresh]
-            if through >= 0:
-                self._counted_through[partition] = max(through, self._counted_through.get(partition, -1))
 
     async def _score(self, scorer: Scorer, clean: list[str]) -> tuple[Sequence[float], float]:
         """Scores and seconds taken. A batch the model is expected to score within
