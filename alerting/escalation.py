@@ -150,12 +150,14 @@ class Escalator:
         at_ms = self.event_clock.at(await self.counters.watermark_ms(), now_ms)
         return await self.evaluate(minute_of(at_ms)) if at_ms else []
 
-    async def evaluate(self, end_minute: int, touched: Collection[str] | None = None) -> list[Alert]:
+    async def evaluate(self, end_minute: int, touched: Collection[str] | None = None, since: int | None = None) -> list[Alert]:
         """Decide on the owned scopes' windows at ``end_minute``, and at every minute
         crossed since the last evaluation. ``touched``: the scopes a batch just counted
         posts in. While the minute stays the same, nothing else can have changed for the
         other scopes, so only these are read and decided (with fifty watch terms, reading
-        every scope after every batch halved throughput)."""
+        every scope after every batch halved throughput). ``since``: the oldest minute the
+        batch counted; a scope never evaluated before starts there, so that a first batch
+        spanning a backlog is decided minute by minute, as it would have been live."""
         owned = [s for s in self.scopes if self.owns(s)]
         self._evaluation += 1
         end_minute = max(end_minute, self._last_minute)
@@ -172,7 +174,8 @@ class Escalator:
             stored = await self.incidents.redis.hmget(self._evaluated_key, unknown)
             self._evaluated.update({s: int(m) for s, m in zip(unknown, stored) if m is not None})
         floor = end_minute - CATCH_UP_MAX_MIN + 1
-        starts = {s: max(floor, self._evaluated[s] + 1) if s in self._evaluated else end_minute for s in owned}
+        first_time = end_minute if since is None else max(floor, min(since, end_minute))
+        starts = {s: max(floor, self._evaluated[s] + 1) if s in self._evaluated else first_time for s in owned}
         # Scopes already evaluated at this minute are decided again only if the batch touched them.
         again = [s for s in owned if starts[s] > end_minute and (touched is None or s in touched)]
         behind = [s for s in owned if starts[s] <= end_minute]
@@ -289,7 +292,8 @@ class Escalator:
         drivers = over_represented(
             await self.counters.term_counts(scope, minutes), await self.counters.term_counts(scope, reference), self.content.top_terms
         )
-        examples = await self.counters.examples(scope, minutes, self.content.examples)
+        # Kept: the console shows what it can of them, feedback checks the model's word on them.
+        examples = await self.counters.examples(scope, minutes, self.content.examples, keep=True)
         baseline = decision.baseline
         expected = None if baseline.per_minute is None else round(baseline.per_minute * self.cfg.window_min, 2)
         info = self.model_info()

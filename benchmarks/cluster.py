@@ -119,7 +119,7 @@ async def run_cluster_bench(settings: Settings, *, quick: bool, out_dir: Path, s
         for per_minute in DENSITIES:
             say(f"Redis cost of counting ({target.redis_mode}, {n} posts at {per_minute}/min) ...")
             row = await redis_counting_cost(target, n, per_minute=per_minute)
-            report.add("Redis cost of counting (in process, batches of 256 over 12 partitions)", row, say)
+            report.add("Redis cost of counting (in process, batches of 1,024 over 12 partitions)", row, say)
     models = registered_models(settings)
     if "tfidf" not in models:
         raise ValueError("no registered tfidf model: run `badbuzz train --family tfidf` first")

@@ -1,11 +1,13 @@
 """What counting costs Redis per post, measured on the server: CPU seconds, commands and
-memory over every master, while posts are counted as workers count them (batches of 256
+memory over every master, while posts are counted as workers count them (batches of 1,024
 spread over 12 partitions, offsets stored). Used by ``badbuzz bench`` (the standalone
 Redis) and ``badbuzz bench-cluster`` (standalone and Redis Cluster)."""
 from __future__ import annotations
 
+import functools
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
@@ -14,11 +16,13 @@ from badbuzz.services import cluster
 from benchmarks.keys import delete_prefix
 from config.connections import redis_client
 from config.settings import Settings
-from counting.counters import Counters, ScoredPost
+from counting.counters import Counters, PartitionBatch, ScoredPost, ShownPost
+from models.preprocess import mask
 
 MINUTE_MS = 60_000
 PARTITIONS = 12
-BATCH = 256
+# A worker's batch under load (BADBUZZ_BATCH_SIZE).
+BATCH = 1024
 
 async def _masters(settings: Settings) -> list[aioredis.Redis]:
     """A plain client per Redis master (the one server when standalone)."""
@@ -46,34 +50,47 @@ async def _server_totals(masters: Sequence[aioredis.Redis]) -> dict[str, float]:
 DENSITIES = (10_000, 100_000)
 
 
-def synthetic_posts(n: int, *, per_minute: int, partitions: int = PARTITIONS) -> list[tuple[int, list[ScoredPost]]]:
-    """``n`` posts at ``per_minute`` posts per minute of event time, as (partition, batch)
-    in arrival order: two thirds negative, with the driver terms of real airline posts,
-    a tenth in a watch-term scope."""
-    from benchmarks.run import sample_texts
+def synthetic_posts(n: int, *, per_minute: int, partitions: int = PARTITIONS) -> list[dict[int, list[ScoredPost]]]:
+    """``n`` posts at ``per_minute`` posts per minute of event time, as batches in arrival
+    order, each {partition: its posts} (the posts spread over the partitions as keys spread
+    them): two thirds negative, with the driver terms of real airline posts, a tenth in a
+    watch-term scope."""
     from counting.terms import driver_terms
     from models.preprocess import preprocess
 
-    terms = [driver_terms(preprocess(text)) for text in sample_texts(3000)]
+    terms = [driver_terms(preprocess(text)) for text in _texts()]
     span_min = max(1, n // per_minute)
     base = (int(time.time() * 1000) // MINUTE_MS - span_min - 1) * MINUTE_MS
     offsets = [0] * partitions
     batches = []
     for start in range(0, n, BATCH):
-        partition = (start // BATCH) % partitions
-        posts = []
+        batch: dict[int, list[ScoredPost]] = {}
         for i in range(start, min(start + BATCH, n)):
-            posts.append(ScoredPost(
-                f"m{i}-{uuid.uuid4().hex[:12]}", base + (i * span_min * MINUTE_MS) // n, 0.5 + (i % 97) / 200 if i % 3 else 0.2, i % 3 != 0,
+            post_id = f"m{i}-{uuid.uuid4().hex[:12]}"
+            partition = zlib.crc32(post_id.encode()) % partitions
+            batch.setdefault(partition, []).append(ScoredPost(
+                post_id, base + (i * span_min * MINUTE_MS) // n, 0.5 + (i % 97) / 200 if i % 3 else 0.2, i % 3 != 0,
                 ("all", "term:delay") if i % 10 == 0 else ("all",), terms[i % len(terms)] if i % 3 else (), offset=offsets[partition],
             ))
             offsets[partition] += 1
-        batches.append((partition, posts))
+        batches.append(batch)
     return batches
 
 
+@functools.cache
+def _texts() -> tuple[str, ...]:
+    from benchmarks.run import sample_texts
+
+    return tuple(sample_texts(3000))
+
+
+def _shown(post: ScoredPost) -> ShownPost:
+    texts = _texts()
+    return ShownPost(mask(texts[zlib.crc32(post.id.encode()) % len(texts)]), None)
+
+
 async def redis_counting_cost(settings: Settings, n: int, *, per_minute: int = DENSITIES[0]) -> dict:
-    """Count ``n`` posts straight into Redis as workers do (batches of 256, 12 partitions,
+    """Count ``n`` posts straight into Redis as workers do (batches of 1,024, 12 partitions,
     offsets stored) and measure, over the masters: CPU, commands and memory per post."""
     redis = redis_client(settings)
     prefix = f"bench:cost-{uuid.uuid4().hex[:8]}"
@@ -83,8 +100,12 @@ async def redis_counting_cost(settings: Settings, n: int, *, per_minute: int = D
     try:
         before = await _server_totals(masters)
         started = time.perf_counter()
-        for partition, posts in batches:
-            await counters.count_new(posts, partition=partition, through_offset=posts[-1].offset)
+        for batch in batches:
+            # What the console may show of the posts that become examples: real posts, masked.
+            await counters.count_batch([
+                PartitionBatch(partition, posts, through_offset=posts[-1].offset, shown=lambda i, posts=posts: _shown(posts[i]))
+                for partition, posts in batch.items()
+            ])
         elapsed = time.perf_counter() - started
         after = await _server_totals(masters)
         assert (await counters.window("all", int(time.time() * 1000) // MINUTE_MS, 180)).total == n, "the benchmark lost posts"
@@ -98,7 +119,9 @@ async def redis_counting_cost(settings: Settings, n: int, *, per_minute: int = D
         "posts": n,
         "posts_per_minute": per_minute,
         # The fixed-cost units: (partition, scope, minute) groups the posts fell in.
-        "partition_scope_minutes": len({(partition, scope, p.event_ms // MINUTE_MS) for partition, posts in batches for p in posts for scope in p.scopes}),
+        "partition_scope_minutes": len({
+            (partition, scope, p.event_ms // MINUTE_MS) for batch in batches for partition, posts in batch.items() for p in posts for scope in p.scopes
+        }),
         "redis_cpu_us_per_post": (after["cpu_s"] - before["cpu_s"]) / n * 1e6,
         "redis_commands_per_post": (after["commands"] - before["commands"]) / n,
         "mib_per_million_posts": (after["memory"] - before["memory"]) / n * 1_000_000 / 2**20,

@@ -185,6 +185,10 @@ def _service_pids(settings: Settings) -> dict[str, int]:
     return {svc.NAME: pid for svc in SERVICES if (pid := live_pid(settings, svc)) is not None}
 
 
+# Seconds the workers idle after a drain, to measure what Redis spends without traffic.
+IDLE_S = 3.0
+
+
 async def end_to_end(
     settings: Settings, model_uri: str, n: int, *, workers: int, partitions: int, watch_terms: Sequence[str] | None = None,
     log_dir: Path, profile_to: Path | None = None,
@@ -227,8 +231,20 @@ async def end_to_end(
                 raise RuntimeError(f"end-to-end run stalled at {count}/{n}; see {log_dir}")
         cpu_now = {"worker": sum(cpu_seconds(p.pid) for p in procs), **{k: cpu_seconds(pid) for k, pid in services.items()}}
         drained = max(n - (first_count or 0), 1)
+        drain_s = max(now - first_at, 1e-9)
         cpu = {f"{k}_cpu_us_per_post": (cpu_now[k] - cpu_at_first[k]) / drained * 1e6 for k in cpu_now}
-        return {"posts": n, "posts_per_s": drained / max(now - first_at, 1e-9), "worker_rss_mb": peak_rss, **cpu}
+        # What Redis spends per second whatever the traffic (the workers' timers, this
+        # poller, its own housekeeping), measured with the same workers idle just after:
+        # the rest is what each post costs it.
+        idle_from, idle_at = cpu_seconds(services["redis"]) if "redis" in services else 0.0, time.perf_counter()
+        while time.perf_counter() - idle_at < IDLE_S:
+            await asyncio.sleep(0.05)
+            await _counted(redis, s.redis_prefix)
+        if "redis" in services:
+            idle_per_s = (cpu_seconds(services["redis"]) - idle_from) / (time.perf_counter() - idle_at)
+            cpu["redis_idle_cpu_ms_per_s"] = idle_per_s * 1000
+            cpu["redis_cpu_us_per_post_beyond_idle"] = max(cpu_now["redis"] - cpu_at_first["redis"] - idle_per_s * drain_s, 0.0) / drained * 1e6
+        return {"posts": n, "posts_per_s": drained / drain_s, "worker_rss_mb": peak_rss, **cpu}
     finally:
         if sampler is not None:
             stop_sampling(sampler)
@@ -651,6 +667,10 @@ async def run_bench(settings: Settings, *, families: Sequence[str] | None, quick
         report.add("End to end, sustained (tweets.raw -> counted in Redis)", {"family": family, "workers": 1, **row}, say)
     if "tfidf" in models:
         n = int(20_000 * scale)
+        for partitions in (1, 12):
+            say(f"end to end, 1 worker owning {partitions} partition(s): tfidf ...")
+            row = await end_to_end(settings, models["tfidf"], n, workers=1, partitions=partitions, log_dir=log_dir)
+            report.add("Redis per post end to end, by partitions a worker owns (tfidf, 1 worker)", {"partitions": partitions, **row}, say)
         say("end to end, 2 workers on 4 partitions: tfidf ...")
         row = await end_to_end(settings, models["tfidf"], n, workers=2, partitions=4, log_dir=log_dir)
         report.add("End to end, sustained (tweets.raw -> counted in Redis)", {"family": "tfidf", "workers": 2, **row}, say)

@@ -1,185 +1,158 @@
 """Windowed counters in Redis, partitioned like the stream: every key a batch writes
-carries the hash tag of the Kafka partition its posts came from (``{P:p<N>}``), so one
-Lua script per partition counts a batch atomically on a single Redis Cluster slot, and
-the partitions spread over the cluster's shards. Readers sum the partitions.
+carries the hash tag of the Kafka partition its posts came from (``{P:p<N>}``), so each
+partition's share of a batch is counted atomically on a single Redis Cluster slot, and
+the partitions spread over the cluster's shards. One script call counts every partition
+of a batch whose keys may share a slot (all of them on a single Redis). Readers sum the
+partitions.
 
-Per partition and (scope, event-time minute): a hash of the post count ``n``, the
-negative count ``neg`` and the score sum ``s``; a sorted set of the terms of that
-minute's negative posts (the alert drivers); the ids of its most confidently negative
-posts (alert examples). Per partition and (scope, hour): a rollup of ``n`` and ``neg`` kept for weeks,
-and a bitmap of the minutes that had any post (the live minutes baselines divide by).
+Per partition and (scope, event-time minute): the post count, negative count and score
+sum; the most frequent terms of that minute's negative posts (the alert drivers); the
+minute's most confidently negative posts (alert examples). Per partition and (scope,
+hour): a rollup of the counts and of the minutes that had any post (the live minutes
+baselines divide by), kept for weeks.
+
+A partition has one consumer, so its worker is the only writer of the partition's keys:
+it keeps the values of the minutes it is filling in memory and sends Redis their new
+values, which the script stores with one command a key. Redis does no arithmetic, no
+sorting and no merging per post, and nearly nothing per batch. The script checks, before
+writing anything, that the partition's write version is the one the worker's copy was
+read at; when another worker wrote since (a rebalance, a worker thought dead), nothing is
+written and the worker reads the partition again. A minute newer than anything the
+partition had counted when the worker read it cannot be in Redis, so filling new
+minutes needs no read.
 
 Exactly once without a key per post:
 
-- The partition's last counted offset is stored by the same script that adds the
+- The partition's last counted offset is stored by the same script that writes the
   counts, so a redelivered message (a worker killed mid-batch, a rebalance, a retry
   after a lost reply) is recognised by its offset and skipped; on assignment the worker
   resumes from that offset (``stream.assignment``), which also recounts what a Redis that
   lost its last writes forgot. A worker that finds Redis's offset behind the one it
   counted through itself stops (``CountsLost``) so that its restart does that.
 - The same post id arriving twice from the feed within ``BADBUZZ_DEDUP_WINDOW_S`` is
-  counted once: the partition's only consumer keeps the window's id hashes in memory
-  (``counting.dedup``) and drops known ids before the script runs; the script stores each
-  batch's hashes (an integer set, about 8 bytes a post, for the window), from which a
-  worker taking the partition over rebuilds the window. When the stored offset shows
-  another worker counted the partition since, the script refuses the batch and the
-  caller reloads the window first.
+  counted once: the partition's worker keeps the window's id hashes in memory
+  (``counting.dedup``) and drops known ids before the script runs; the script stores
+  each batch's hashes (8 bytes a post) in the hash of its arrival minute, kept for the
+  window, from which a worker taking the partition over rebuilds the window.
 
-What the console shows of an example post (masked text, link) and what the model said
-about it are kept beside it (``T:post:<id>``) for the counters' retention.
+A minute's examples carry what the console may show of them (masked text, link) and
+the model version that scored them; when an alert shows them, that and the model's
+score are copied apart (``T:post:<id>``) for the counters' retention, so that the
+console can show them and feedback on them can be checked once later posts have pushed
+them out of their minute's examples.
 
 Key layout (``T`` is ``{P:p<partition>}``, ``P`` is ``BADBUZZ_REDIS_PREFIX``):
-``T:o`` (hash: ``o`` last counted offset, ``t`` newest counted event ms),
-``T:di`` (the dedup window's batches by arrival), ``T:d:<batch>:<chunk>`` (their id
-hashes), ``T:b:<scope>:<minute>``,
-``T:t:<scope>:<minute>``, ``T:x:<scope>:<minute>``, ``T:h:<scope>:<hour>``,
-``T:m:<scope>:<hour>``, ``T:post:<id>``; ``P:partitions`` (the partitions ever
-counted, for readers)."""
+``T:o`` (hash: ``o`` last counted offset, ``t`` newest counted event ms, ``v`` write
+version), ``T:d:<arrival minute>`` (hash: the id hashes of each batch),
+``T:m:<minute>`` (hash, per scope: ``b:<scope>`` = ``n neg s``, ``t:<scope>`` = JSON
+``{term: count}``, ``x:<scope>`` = JSON ``[[score, id, other scopes, text, link, model],
+...]``), ``T:h:<hour>`` (hash: ``<scope>`` = ``n neg live-minute-mask``),
+``T:post:<id>``; ``P:partitions`` (the partitions ever counted, for readers)."""
 from __future__ import annotations
 
+import asyncio
 import time
-import uuid
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from counting.dedup import DedupWindow, id_hash
 from counting.windows import Bucket, WindowStats, aggregate, window_minutes
 
-# Redis is shared by every worker, so it does nearly nothing per post: the caller (the
-# partition's only consumer) has already dropped the ids in its dedup window and sends
-# the batch's sums per (scope, minute), which the script writes with one command per key
-# and field, and the batch's id hashes, stored with one SADD. When the stored offset says
-# part of the batch was counted already, or that another worker counted the partition
-# since, the script writes nothing and says so; the caller adjusts and calls again.
-# Driver terms kept per (partition, scope, minute), and offered per batch (the batch's
-# most frequent, ties broken by a hash of the term, not its spelling): small enough for
-# Redis's compact sorted-set encoding and few arguments per script. The drivers of an
-# alert are the terms frequent in its window; the long tail of words is what gets dropped.
+# Driver terms kept per (partition, scope, minute): the alert's drivers are the terms
+# frequent in its window; the long tail of words is what gets dropped (ties broken by a
+# hash of the term, not its spelling).
 TERMS_KEPT = 64
-TERMS_OFFERED = 16
+# Hourly rollups outlive the minute buckets: five weeks covers a four-week lookback at
+# the same hour of week.
+HOUR_TTL_S = 35 * 24 * 3600
+EXAMPLES_PER_MINUTE = 5
+DEDUP_WINDOW_S = 600
+# The dedup hashes are grouped by arrival minute: one hash per partition and minute, a
+# value per batch of at most 255 hashes (with its header, a value just fits 2 KiB).
+DEDUP_SLOT_MS = 60_000
+DEDUP_PIECE = 255
+# How far behind the partition's newest minute a worker keeps minutes in memory; older
+# ones (late posts) are read back from Redis when written again.
+CACHED_MINUTES = 5
+# A partition not counted for this long is read again before its next batch: what is in
+# memory may have expired in Redis meanwhile.
+CACHE_IDLE_S = 60.0
 
+# Counts the batches of several partitions whose keys share a slot (all of them on a
+# single Redis), each atomically and independently of the others. Per partition, in
+# KEYS: its state, then the keys to write; in ARGV: the number of keys to write, the
+# write version and counted offset the caller's values were computed from, the batch's
+# first offset, the offset counted through and the newest event time; then for each key
+# its TTL (0: a hash that has one already) and number of fields, then the fields and
+# values of a hash (HSET), or the value of a string when it has none. ARGV[1]: the
+# state's TTL.
+# Returns per partition (the new write version, the offset counted through), or a
+# refusal and Redis's counted offset: -1 Redis lost counts the caller saw it write, -3
+# another worker wrote since the caller read the partition, -2 some of the posts are
+# counted already (redelivered).
 _COUNT_SCRIPT = """
-local tag = ARGV[1]
-local ttl = tonumber(ARGV[2])
-local hour_ttl = tonumber(ARGV[3])
-local examples = tonumber(ARGV[4])
-local through = tonumber(ARGV[5])
-local now = tonumber(ARGV[6])
-local window = tonumber(ARGV[7])
-local dedup_ttl = tonumber(ARGV[8])
-local keep_all = ARGV[9] == '1'
-local expected_through = tonumber(ARGV[10])
-local first_offset = tonumber(ARGV[11])
-local batch_key = ARGV[12]
-local batch_newest = tonumber(ARGV[13])
-local nposts = tonumber(ARGV[14])
-local state = redis.call('HMGET', KEYS[1], 'o', 't')
-local counted_through = tonumber(state[1] or '-1')
-local newest = tonumber(state[2] or '0')
--- This worker counted up to expected_through itself: Redis has forgotten writes it
--- acknowledged (a failover ahead of replication, a restart without the last writes).
-if counted_through < expected_through then return {-1, counted_through} end
--- Another worker counted the partition since (a rebalance): the caller's dedup window
--- misses its posts. It reloads the window and calls again.
-if expected_through >= 0 and counted_through > expected_through then return {-3, counted_through} end
--- Some of these posts are counted already (redelivered): the caller drops them and calls again.
-if first_offset >= 0 and first_offset <= counted_through then return {-2, counted_through} end
-
--- The batch's id hashes, for a worker that takes the partition over to rebuild the window.
-local first_post = 15
-if nposts > 0 then
-  for c = 0, nposts - 1, @CHUNK@ do
-    local last = math.min(c + @CHUNK@, nposts) - 1
-    local key = tag .. ':d:' .. batch_key .. ':' .. c
-    redis.call('SADD', key, unpack(ARGV, first_post + c, first_post + last))
-    redis.call('EXPIRE', key, dedup_ttl)
-    redis.call('ZADD', KEYS[2], now, batch_key .. ':' .. c)
-  end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window - 60000)
-  redis.call('EXPIRE', KEYS[2], dedup_ttl)
-end
-
--- The sums per (scope, minute), made by the caller.
-local i = first_post + nposts
-local nbuckets = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, nbuckets do
-  local scope, minute = ARGV[i], tonumber(ARGV[i + 1])
-  local n, neg = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local hour = math.floor(minute / 60)
-  local key = tag .. ':b:' .. scope .. ':' .. minute
-  if redis.call('HINCRBY', key, 'n', n) == n then redis.call('EXPIRE', key, ttl) end
-  if neg > 0 then redis.call('HINCRBY', key, 'neg', neg) end
-  redis.call('HINCRBYFLOAT', key, 's', ARGV[i + 4])
-  local hkey = tag .. ':h:' .. scope .. ':' .. hour
-  if redis.call('HINCRBY', hkey, 'n', n) == n then redis.call('EXPIRE', hkey, hour_ttl) end
-  if neg > 0 then redis.call('HINCRBY', hkey, 'neg', neg) end
-  local mkey = tag .. ':m:' .. scope .. ':' .. hour
-  if redis.call('SETBIT', mkey, minute % 60, 1) == 0 then redis.call('EXPIRE', mkey, hour_ttl) end
-  local nterms = tonumber(ARGV[i + 5])
-  i = i + 6
-  if nterms > 0 then
-    -- Added in one union rather than a command per term; the minute keeps its most
-    -- frequent terms only, small enough for Redis's compact encoding.
-    local tkey = tag .. ':t:' .. scope .. ':' .. minute
-    local incoming = tag .. ':t:incoming'
-    redis.call('ZADD', incoming, unpack(ARGV, i, i + 2 * nterms - 1))
-    redis.call('ZUNIONSTORE', tkey, 2, tkey, incoming)
-    redis.call('DEL', incoming)
-    redis.call('ZREMRANGEBYRANK', tkey, 0, -(@TERMS_KEPT@ + 1))
-    redis.call('EXPIRE', tkey, ttl)
-    i = i + 2 * nterms
-  end
-  local ncandidates = tonumber(ARGV[i])
-  i = i + 1
-  local xkey = tag .. ':x:' .. scope .. ':' .. minute
-  if ncandidates > 0 and redis.call('ZCARD', xkey) >= examples then
-    -- Most batches of a busy minute have nothing better than the five kept: then the
-    -- examples are left alone (the caller offers its best first; a tie may still enter).
-    local floor = redis.call('ZRANGE', xkey, 0, 0, 'WITHSCORES')[2]
-    if tonumber(ARGV[i]) < tonumber(floor) then
-      i = i + 3 * ncandidates
-      ncandidates = 0
-    end
-  end
-  if ncandidates > 0 then
-    -- The caller offers the batch's best (and every post tied with the last of them:
-    -- Redis breaks ties by member, so it decides those).
-    local offered = {}
-    for c = 0, ncandidates - 1 do
-      redis.call('ZADD', xkey, ARGV[i + 3 * c], ARGV[i + 3 * c + 1])
-      offered[ARGV[i + 3 * c + 1]] = ARGV[i + 3 * c + 2]
-    end
-    i = i + 3 * ncandidates
-    redis.call('ZREMRANGEBYRANK', xkey, 0, -(examples + 1))
-    redis.call('EXPIRE', xkey, ttl)
-    -- What the console shows is kept for the examples that stayed, not every tie offered.
-    if not keep_all then
-      for _, member in ipairs(redis.call('ZRANGE', xkey, 0, -1)) do
-        local shown = offered[member]
-        if shown and shown ~= '' then redis.call('SET', tag .. ':post:' .. member, shown, 'EX', ttl) end
+local out = {}
+local a, k = 2, 1
+while a <= #ARGV do
+  local nwrites = tonumber(ARGV[a])
+  local state_key = KEYS[k]
+  local state = redis.call('HMGET', state_key, 'o', 't', 'v')
+  local counted = tonumber(state[1] or '-1')
+  local newest = tonumber(state[2] or '0')
+  local version = tonumber(state[3] or '0')
+  local first = tonumber(ARGV[a + 3])
+  local refused = nil
+  if counted < tonumber(ARGV[a + 2]) then refused = -1
+  elseif version ~= tonumber(ARGV[a + 1]) then refused = -3
+  elseif first >= 0 and first <= counted then refused = -2 end
+  local through = math.max(tonumber(ARGV[a + 4]), counted)
+  local batch_newest = tonumber(ARGV[a + 5])
+  a = a + 6
+  for w = 1, nwrites do
+    local key = KEYS[k + w]
+    local ttl, nfields = ARGV[a], tonumber(ARGV[a + 1])
+    if nfields == 0 then
+      if not refused then redis.call('SET', key, ARGV[a + 2], 'EX', ttl) end
+      a = a + 3
+    else
+      if not refused then
+        redis.call('HSET', key, unpack(ARGV, a + 2, a + 1 + 2 * nfields))
+        if ttl ~= '0' then redis.call('EXPIRE', key, ttl) end
       end
+      a = a + 2 + 2 * nfields
     end
   end
+  if refused then
+    out[#out + 1] = refused
+    out[#out + 1] = counted
+  else
+    redis.call('HSET', state_key, 'o', tostring(through), 't', tostring(math.max(newest, batch_newest)), 'v', tostring(version + 1))
+    -- A partition idle for the rollups' retention resumes at Kafka's committed offset.
+    redis.call('EXPIRE', state_key, ARGV[1])
+    out[#out + 1] = version + 1
+    out[#out + 1] = through
+  end
+  k = k + 1 + nwrites
 end
-if keep_all then
-  for p = 0, nposts - 1 do redis.call('SET', tag .. ':post:' .. ARGV[i + 2 * p], ARGV[i + 2 * p + 1], 'EX', ttl) end
-end
+return out
+"""
 
-local newest_now = math.max(newest, nposts > 0 and batch_newest or 0)
-if through > counted_through or newest_now > newest then
-  redis.call('HSET', KEYS[1], 'o', tostring(math.max(through, counted_through)), 't', tostring(newest_now))
-  -- A partition idle for the rollups' retention resumes at Kafka's committed offset.
-  redis.call('EXPIRE', KEYS[1], hour_ttl)
+# The partition's state and some of its values, read at one instant: KEYS[2..] with, in
+# ARGV, the field to read of each, or '*' for all of its values.
+_READ_SCRIPT = """
+local out = redis.call('HMGET', KEYS[1], 'o', 't', 'v')
+for k = 2, #KEYS do
+  if ARGV[k - 1] == '*' then out[k + 2] = redis.call('HVALS', KEYS[k]) else out[k + 2] = redis.call('HGET', KEYS[k], ARGV[k - 1]) end
 end
-return {nposts}
-""".replace("@CHUNK@", "400").replace("@TERMS_KEPT@", str(TERMS_KEPT))
-# Redis keeps a set of integers compact (8 bytes each) up to ``set-max-intset-entries``
-# (512 by default): a batch's hashes go in sets of at most 400.
+return out
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,31 +191,160 @@ class Prediction:
     model_version: str
 
 
-# Hourly rollups outlive the minute buckets: five weeks covers a four-week lookback at
-# the same hour of week.
-HOUR_TTL_S = 35 * 24 * 3600
-EXAMPLES_PER_MINUTE = 5
-DEDUP_WINDOW_S = 600
+@dataclass(slots=True)
+class MinuteState:
+    """One (partition, scope, minute) as Redis has it."""
+
+    n: int = 0
+    neg: int = 0
+    s: float = 0.0
+    terms: dict[str, int] = field(default_factory=dict)
+    # Best first: the reader's order.
+    examples: list[Example] = field(default_factory=list)
 
 
-def example_candidates(posts: Sequence[ScoredPost], k: int) -> set[int]:
-    """Positions of the posts the count script may add to the examples: per scope and
-    minute, the batch's ``k`` highest-scoring negative posts and every post tied with the
-    last of them (the script's own choice, made before it knows which posts are new)."""
-    groups: dict[tuple[str, int], list[tuple[float, int]]] = {}
+def _term_rank(item: tuple[str, int]) -> tuple[int, int, str]:
+    return (-item[1], zlib.crc32(item[0].encode("utf-8", "surrogatepass")), item[0])
+
+
+def merge_terms(kept: dict[str, int], added: dict[str, int], cap: int = TERMS_KEPT) -> dict[str, int]:
+    """The minute's terms after a batch: counts added, the ``cap`` most frequent kept."""
+    merged = dict(kept)
+    for term, count in added.items():
+        merged[term] = merged.get(term, 0) + count
+    if len(merged) <= cap:
+        return dict(sorted(merged.items(), key=_term_rank))
+    return dict(sorted(merged.items(), key=_term_rank)[:cap])
+
+
+# A minute's example post: (score, post id, the post's other scopes, what the console may
+# show of it: masked text, link; the model version that scored it).
+Example = tuple[float, str, tuple[str, ...], str, "str | None", str]
+
+
+def _example(entry: list) -> Example:
+    score, post_id, others, text, url, model = entry
+    return (float(score), str(post_id), tuple(others), str(text), url, str(model))
+
+
+def _example_rank(entry: tuple) -> tuple[float, str]:
+    return (-entry[0], entry[1])
+
+
+def merge_examples(kept: Sequence[Example], offered: Iterable[Example], k: int) -> list[Example]:
+    """The minute's ``k`` most confidently negative posts after a batch (ties by id, as
+    readers rank them)."""
+    best = {entry[1]: entry for entry in kept}
+    for entry in offered:
+        if entry[1] not in best or entry[0] > best[entry[1]][0]:
+            best[entry[1]] = entry
+    return sorted(best.values(), key=_example_rank)[:k]
+
+
+@dataclass(slots=True)
+class _GroupSums:
+    n: int = 0
+    neg: int = 0
+    s: float = 0.0
+    terms: dict[str, int] = field(default_factory=dict)
+    # (score, post id, the post's other scopes, its position in the batch)
+    negatives: list[tuple[float, str, tuple[str, ...], int]] = field(default_factory=list)
+
+
+def batch_sums(posts: Sequence[ScoredPost]) -> dict[tuple[str, int], _GroupSums]:
+    """A batch's counts per (scope, minute), with the terms and (score, id, position) of
+    its negative posts."""
+    groups: dict[tuple[str, int], _GroupSums] = {}
     for position, post in enumerate(posts):
-        if post.negative:
-            minute = post.event_ms // 60_000
-            for scope in post.scopes:
-                groups.setdefault((scope, minute), []).append((post.score, position))
-    chosen: set[int] = set()
-    for entries in groups.values():
-        if len(entries) > k:
-            entries.sort(reverse=True)
-            cut = entries[k - 1][0]
-            entries = [e for e in entries if e[0] >= cut]
-        chosen.update(position for _, position in entries)
-    return chosen
+        minute = post.event_ms // 60_000
+        for scope in post.scopes:
+            group = groups.get((scope, minute))
+            if group is None:
+                group = groups[(scope, minute)] = _GroupSums()
+            group.n += 1
+            group.s += post.score
+            if post.negative:
+                group.neg += 1
+                group.negatives.append((post.score, post.id, tuple(other for other in post.scopes if other != scope), position))
+                terms = group.terms
+                for term in post.terms:
+                    terms[term] = terms.get(term, 0) + 1
+    return groups
+
+
+@dataclass(slots=True)
+class _Partition:
+    """What the partition's worker knows of it: the dedup window, the offset it counted
+    through, the write version its copy was read at, and the minutes and hours it is
+    filling. A minute or hour not in ``minutes``/``hours`` is empty in Redis when all of
+    it is after ``floor`` (the newest minute counted before this copy was read, or
+    dropped from it since)."""
+
+    window: DedupWindow
+    expected: int
+    version: int
+    floor: int
+    minutes: dict[tuple[str, int], MinuteState] = field(default_factory=dict)
+    hours: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    # The minute and hour hashes this copy has given their TTL: not given it again.
+    expiring: set[str] = field(default_factory=set)
+    used_at: float = 0.0
+
+    def forget_before(self, minute: int) -> None:
+        old = [key for key in self.minutes if key[1] < minute]
+        if old:
+            self.expiring.clear()
+        for key in old:
+            del self.minutes[key]
+            self.floor = max(self.floor, key[1])
+        hour = minute // 60
+        old_hours = [key for key in self.hours if key[1] < hour]
+        for key in old_hours:
+            del self.hours[key]
+            self.floor = max(self.floor, key[1] * 60 + 59)
+
+
+def _parse_bucket(raw: bytes | None) -> tuple[int, int, float] | None:
+    if raw is None:
+        return None
+    n, neg, s = raw.split()
+    return int(n), int(neg), float(s)
+
+
+def _parse_hour(raw: bytes | None) -> list[int] | None:
+    if raw is None:
+        return None
+    return [int(v) for v in raw.split()]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionBatch:
+    """One partition's posts of a batch, as ``Counters.count_batch`` counts them."""
+
+    partition: int
+    posts: Sequence[ScoredPost]
+    through_offset: int = -1
+    arrived_ms: int | None = None
+    shown: Callable[[int], ShownPost] | None = None
+    expected_through: int = -1
+
+
+@dataclass(slots=True)
+class _Job:
+    """One partition's counting in progress: the positions of its posts still to count,
+    and what the next script call writes."""
+
+    part: PartitionBatch
+    tag: str
+    now_ms: int
+    state: _Partition
+    hashes: list[int]
+    remaining: list[int]
+    sums: dict[tuple[str, int], _GroupSums] = field(default_factory=dict)
+    minutes: dict[tuple[str, int], MinuteState] = field(default_factory=dict)
+    hours: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
+    args: list = field(default_factory=list)
 
 
 class CountsLost(Exception):
@@ -284,10 +386,9 @@ class Counters:
         # checked; about as much Redis as a key per post). "examples": only the alert examples'.
         self.keep_all_predictions = keep_predictions == "all"
         self._count = redis.register_script(_COUNT_SCRIPT)
+        self._read = redis.register_script(_READ_SCRIPT)
         self._registered: set[int] = set()
-        # Per partition counted here: its dedup window, and the offset counted through as
-        # far as this process knows (-1: not from Kafka, or nothing counted yet).
-        self._windows: dict[int, tuple[DedupWindow, int]] = {}
+        self._partitions: dict[int, _Partition] = {}
 
     def _tag(self, partition: int) -> str:
         return partition_tag(self.prefix, partition)
@@ -312,117 +413,241 @@ class Counters:
         expected_through: int = -1,
     ) -> list[int]:
         """Count the posts of one partition not counted before; return their positions in
-        ``posts``, ascending. A post is skipped when its offset is at or below the
-        partition's last counted offset, or when its id was counted within the dedup
-        window. ``through_offset`` (the batch's last offset in the partition, dead letters
-        included) is stored as counted with the counts. ``arrived_ms`` is the clock of the
-        dedup window (the messages' Kafka timestamps; now by default).
-        ``expected_through``: the offset this caller itself last counted in the partition;
-        if Redis's is older, Redis lost those writes and ``CountsLost`` is raised with
-        nothing counted. ``model_version`` is kept with the example posts' predictions;
-        ``shown(position)`` gives what the console may show of a post: it is asked only
-        for the few posts that can become alert examples, and kept (``T:post:<id>``) for
-        those that do."""
-        if not posts and through_offset < 0:
-            return []
+        ``posts``, ascending (``count_batch`` for one partition)."""
+        part = PartitionBatch(partition, posts, through_offset, arrived_ms, shown, expected_through)
+        return (await self.count_batch([part], model_version=model_version))[partition]
+
+    async def count_batch(self, parts: Sequence[PartitionBatch], *, model_version: str = "") -> dict[int, list[int]]:
+        """Count each partition's posts not counted before; return, per partition, their
+        positions in its ``posts``, ascending. A post is skipped when its offset is at or
+        below the partition's last counted offset, or when its id was counted within the
+        dedup window. ``through_offset`` (the batch's last offset in the partition, dead
+        letters included) is stored as counted with the counts. ``arrived_ms`` is the clock
+        of the dedup window (the messages' Kafka timestamps; now by default).
+        ``expected_through``: the offset the caller itself last counted in the partition;
+        if Redis's is older, Redis lost those writes and ``CountsLost`` is raised (the
+        other partitions are counted). ``model_version`` is kept with the example posts'
+        predictions; ``shown(position)`` gives what the console may show of a post: it is
+        asked only for the posts that become a minute's examples, and kept
+        (``T:post:<id>``). The partitions whose keys share a slot (all of them, on a single
+        Redis) are counted by one script call: a round trip and a script run cost Redis
+        more than the writes of a few dozen posts."""
+        results: dict[int, list[int]] = {}
+        jobs = []
+        for part in parts:
+            if not part.posts and part.through_offset < 0:
+                results[part.partition] = []
+            else:
+                jobs.append(await self._start(part))
+        lost: CountsLost | None = None
+        while jobs:
+            for job in jobs:
+                await self._prepare(job, model_version)
+            retry = []
+            for job, (code, counted) in zip(jobs, await self._run(jobs)):
+                state = job.state
+                if code == -1:
+                    lost = lost or CountsLost(job.part.partition, counted, state.expected)
+                    continue
+                retry.append(job)
+                if code == -3:
+                    job.state = await self._read_partition(job.part.partition, job.now_ms, max(state.expected, counted))
+                    job.remaining = [i for i, new in zip(job.remaining, job.state.window.fresh([job.hashes[i] for i in job.remaining], job.now_ms)) if new]
+                elif code == -2:
+                    if state.expected >= 0:
+                        state.expected = max(state.expected, counted)
+                    job.remaining = [i for i in job.remaining if job.part.posts[i].offset > counted or job.part.posts[i].offset < 0]
+                else:
+                    retry.pop()
+                    self._finish(job, code)
+                    results[job.part.partition] = job.remaining
+            jobs = retry
+        if lost is not None:
+            raise lost
+        return results
+
+    async def _start(self, part: PartitionBatch) -> _Job:
+        partition = part.partition
         if partition not in self._registered:
             pipe = self.redis.pipeline(transaction=False)
             pipe.sadd(f"{self.prefix}:partitions", partition)
             pipe.expire(f"{self.prefix}:partitions", self.hour_ttl_s)
             await pipe.execute()
             self._registered.add(partition)
-        tag = self._tag(partition)
-        now_ms = int(time.time() * 1000) if arrived_ms is None else arrived_ms
-        if partition not in self._windows:
-            self._windows[partition] = (await self.dedup_window(partition, now_ms), expected_through)
-        window, known_through = self._windows[partition]
-        expected = max(expected_through, known_through)
-        hashes = [id_hash(post.id) for post in posts]
-        remaining = [i for i, new in enumerate(window.fresh(hashes, now_ms)) if new]
+        now_ms = int(time.time() * 1000) if part.arrived_ms is None else part.arrived_ms
+        state = self._partitions.get(partition)
+        if state is None or time.monotonic() - state.used_at > CACHE_IDLE_S:
+            state = await self._read_partition(partition, now_ms, max(part.expected_through, state.expected if state else -1))
+        state.expected = max(state.expected, part.expected_through)
+        hashes = [id_hash(post.id) for post in part.posts]
+        remaining = [i for i, new in enumerate(state.window.fresh(hashes, now_ms)) if new]
+        return _Job(part, self._tag(partition), now_ms, state, hashes, remaining)
+
+    async def _prepare(self, job: _Job, model_version: str) -> None:
+        """The job's values after its batch, from what Redis has (read when needed)."""
         while True:
-            offsets = [posts[i].offset for i in remaining if posts[i].offset >= 0]
-            args: list[object] = [
-                tag, self.ttl_s, self.hour_ttl_s, self.examples_per_minute, through_offset, now_ms, self.dedup_window_s * 1000,
-                self.dedup_window_s + 120, 1 if self.keep_all_predictions else 0, expected, min(offsets, default=-1),
-                through_offset if through_offset >= 0 else uuid.uuid4().hex[:12], max((posts[i].event_ms for i in remaining), default=0),
-                len(remaining),
-            ]
-            args += [hashes[i] for i in remaining]
-            args += self._sums([posts[i] for i in remaining], model_version, shown, remaining)
-            reply = [int(v) for v in await self._count(keys=[f"{tag}:o", f"{tag}:di"], args=args)]
-            if reply[0] == -1:
-                raise CountsLost(partition, reply[1], expected)
-            if reply[0] == -3:
-                # Another worker counted here since: its posts are in Redis's copy only.
-                window = await self.dedup_window(partition, now_ms)
-                expected = reply[1]
-                remaining = [i for i, new in zip(remaining, window.fresh([hashes[i] for i in remaining], now_ms)) if new]
-            elif reply[0] == -2:
-                expected = max(expected, reply[1]) if expected >= 0 else expected
-                remaining = [i for i in remaining if posts[i].offset > reply[1] or posts[i].offset < 0]
-            else:
-                window.add((hashes[i] for i in remaining), now_ms)
-                if through_offset >= 0:
-                    expected = max(expected, through_offset)
-                self._windows[partition] = (window, expected)
-                return remaining
+            chosen = [job.part.posts[i] for i in job.remaining]
+            job.sums = batch_sums(chosen)
+            if await self._read_missing(job.tag, job.state, job.sums):
+                break
+            # Another worker wrote here since this copy was read.
+            job.state = await self._read_partition(job.part.partition, job.now_ms, job.state.expected)
+            job.remaining = [i for i, new in zip(job.remaining, job.state.window.fresh([job.hashes[i] for i in job.remaining], job.now_ms)) if new]
+        job.minutes, job.hours, writes = self._plan(job.tag, job.state, job.sums, chosen, model_version, job.part.shown, job.remaining)
+        for key, (_, written) in writes.items():
+            if key in job.state.expiring:
+                writes[key] = (0, written)
+        if job.remaining:
+            writes[f"{job.tag}:d:{job.now_ms // DEDUP_SLOT_MS}"] = (
+                self.dedup_window_s + 3 * DEDUP_SLOT_MS // 1000, self._dedup_fields(job.state, job.hashes, job.remaining)
+            )
+        offsets = [p.offset for p in chosen if p.offset >= 0]
+        job.keys = [f"{job.tag}:o", *writes]
+        job.args = [
+            len(writes), job.state.version, job.state.expected, min(offsets, default=-1), job.part.through_offset,
+            max((p.event_ms for p in chosen), default=0),
+        ]
+        for ttl, written in writes.values():
+            job.args += [ttl, len(written) // 2, *written] if isinstance(written, list) else [ttl, 0, written]
+
+    async def _run(self, jobs: Sequence[_Job]) -> list[tuple[int, int]]:
+        """Runs the jobs' writes, one script call per hash slot; each job's (code, offset)."""
+        groups: dict[int, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(key_slot(job.tag.encode()) if isinstance(self.redis, RedisCluster) else 0, []).append(i)
+
+        async def run(members: list[int]) -> list[int]:
+            keys = [key for i in members for key in jobs[i].keys]
+            args = [self.hour_ttl_s, *(arg for i in members for arg in jobs[i].args)]
+            return [int(v) for v in await self._count(keys=keys, args=args)]
+
+        replies = await asyncio.gather(*(run(members) for members in groups.values()))
+        out: list[tuple[int, int]] = [(0, 0)] * len(jobs)
+        for members, reply in zip(groups.values(), replies):
+            for n, i in enumerate(members):
+                out[i] = (reply[2 * n], reply[2 * n + 1])
+        return out
+
+    def _finish(self, job: _Job, version: int) -> None:
+        state, part = job.state, job.part
+        state.version = version
+        state.minutes.update(job.minutes)
+        state.hours.update(job.hours)
+        state.expiring.update(key for key in job.keys if key.startswith((f"{job.tag}:m:", f"{job.tag}:h:")))
+        state.window.add((job.hashes[i] for i in job.remaining), job.now_ms)
+        if part.through_offset >= 0:
+            state.expected = max(state.expected, part.through_offset)
+        if job.sums:
+            state.forget_before(max(minute for _, minute in job.sums) - CACHED_MINUTES)
+        state.used_at = time.monotonic()
+        self._partitions[part.partition] = state
+
+    @staticmethod
+    def _dedup_fields(state: _Partition, hashes: Sequence[int], positions: Sequence[int]) -> list:
+        """The batch's id hashes as fields of its arrival minute's hash, named after the
+        write version the batch makes, in pieces that fill Redis's allocations (a value of
+        8 × 255 bytes and its header just fit 2 KiB)."""
+        packed = np.fromiter((hashes[i] for i in positions), dtype=">i8", count=len(positions)).tobytes()
+        piece = 8 * DEDUP_PIECE
+        return [item for start in range(0, len(packed), piece) for item in (f"{state.version + 1}.{start // piece}", packed[start:start + piece])]
+
+    @staticmethod
+    def _entry(
+        offered: Example, position: int, shown: Callable[[int], ShownPost] | None, positions: Sequence[int], model_version: str
+    ) -> Example:
+        seen = shown(positions[position]) if shown is not None else ShownPost("")
+        return (offered[0], offered[1], offered[2], seen.text, seen.url, model_version)
+
+    async def _read_partition(self, partition: int, now_ms: int, expected: int) -> _Partition:
+        """The partition as Redis has it now: its write version, its newest counted
+        minute and its dedup window."""
+        tag = self._tag(partition)
+        slots = range((now_ms - self.dedup_window_s * 1000) // DEDUP_SLOT_MS, now_ms // DEDUP_SLOT_MS + 1)
+        reply = await self._read(keys=[f"{tag}:o", *(f"{tag}:d:{slot}" for slot in slots)], args=["*"] * len(slots))
+        window = DedupWindow(self.dedup_window_s * 1000)
+        for slot, batches in zip(slots, reply[3:]):
+            if batches:
+                window.add(np.frombuffer(b"".join(batches), dtype=">i8").tolist(), min((slot + 1) * DEDUP_SLOT_MS - 1, now_ms))
+        newest = int(reply[1]) if reply[1] is not None else -1
+        return _Partition(window, expected, int(reply[2] or 0), newest // 60_000 if newest >= 0 else -1)
+
+    async def _read_missing(self, tag: str, state: _Partition, sums: dict[tuple[str, int], _GroupSums]) -> bool:
+        """Puts the minutes and hours the batch writes in ``state``: read from Redis when
+        they may be there. False when the partition was written since ``state`` was read."""
+        minutes = [key for key in sums if key not in state.minutes]
+        hours = list(dict.fromkeys((scope, minute // 60) for scope, minute in sums if (scope, minute // 60) not in state.hours))
+        stored_minutes = [key for key in minutes if key[1] <= state.floor]
+        stored_hours = [key for key in hours if key[1] * 60 <= state.floor]
+        if stored_minutes or stored_hours:
+            keys, fields = [f"{tag}:o"], []
+            for scope, minute in stored_minutes:
+                keys += [f"{tag}:m:{minute}"] * 3
+                fields += [f"b:{scope}", f"t:{scope}", f"x:{scope}"]
+            keys += [f"{tag}:h:{hour}" for _, hour in stored_hours]
+            fields += [scope for scope, _ in stored_hours]
+            reply = await self._read(keys=keys, args=fields)
+            if int(reply[2] or 0) != state.version:
+                return False
+            values = iter(reply[3:])
+            for key in stored_minutes:
+                bucket, terms, examples = next(values), next(values), next(values)
+                n, neg, s = _parse_bucket(bucket) or (0, 0, 0.0)
+                state.minutes[key] = MinuteState(
+                    n, neg, s, orjson.loads(terms) if terms else {}, [_example(entry) for entry in orjson.loads(examples)] if examples else []
+                )
+            for key in stored_hours:
+                state.hours[key] = _parse_hour(next(values)) or [0, 0, 0]
+        for key in minutes:
+            state.minutes.setdefault(key, MinuteState())
+        for key in hours:
+            state.hours.setdefault(key, [0, 0, 0])
+        return True
+
+    def _plan(
+        self, tag: str, state: _Partition, sums: dict[tuple[str, int], _GroupSums], posts: Sequence[ScoredPost], model_version: str,
+        shown: Callable[[int], ShownPost] | None, positions: Sequence[int],
+    ) -> tuple[dict[tuple[str, int], MinuteState], dict[tuple[str, int], list[int]], dict[str, tuple[int, list | bytes]]]:
+        """The minutes' and hours' values after the batch, and what to write: per key its
+        TTL and the fields and values of a hash, or a string's value."""
+        ttl, k = self.ttl_s, self.examples_per_minute
+        minutes: dict[tuple[str, int], MinuteState] = {}
+        hours: dict[tuple[str, int], list[int]] = {}
+        writes: dict[str, tuple[int, list | bytes]] = {}
+        for (scope, minute), group in sums.items():
+            old = state.minutes[(scope, minute)]
+            new = MinuteState(old.n + group.n, old.neg + group.neg, old.s + group.s, old.terms, old.examples)
+            fields = writes.setdefault(f"{tag}:m:{minute}", (ttl, []))[1]
+            fields += [f"b:{scope}", f"{new.n} {new.neg} {new.s!r}"]
+            if group.terms:
+                new.terms = merge_terms(old.terms, group.terms)
+                fields += [f"t:{scope}", orjson.dumps(new.terms)]
+            if k > 0 and group.negatives:
+                # Decided on (score, id); what the console may show is asked for the posts
+                # that enter only.
+                kept = {entry[1]: entry for entry in old.examples}
+                best = merge_examples(old.examples, ((score, post_id, others, "", None, "") for score, post_id, others, _ in group.negatives), k)
+                if [entry[1] for entry in best] != [entry[1] for entry in old.examples]:
+                    positions_of = {post_id: position for _, post_id, _, position in group.negatives}
+                    new.examples = [kept.get(entry[1]) or self._entry(entry, positions_of[entry[1]], shown, positions, model_version) for entry in best]
+                    fields += [f"x:{scope}", orjson.dumps(new.examples)]
+            minutes[(scope, minute)] = new
+            hour = hours.get((scope, minute // 60))
+            if hour is None:
+                hour = hours[(scope, minute // 60)] = list(state.hours[(scope, minute // 60)])
+            hour[0] += group.n
+            hour[1] += group.neg
+            hour[2] |= 1 << (minute % 60)
+        for (scope, hour_number), (n, neg, live) in hours.items():
+            writes.setdefault(f"{tag}:h:{hour_number}", (self.hour_ttl_s, []))[1].extend((scope, f"{n} {neg} {live}"))
+        if self.keep_all_predictions:
+            for post in posts:
+                writes[f"{tag}:post:{post.id}"] = (ttl, orjson.dumps({"score": post.score, "negative": post.negative, "model": model_version}))
+        return minutes, hours, writes
 
     async def dedup_window(self, partition: int, now_ms: int) -> DedupWindow:
         """The partition's dedup window as Redis has it (what a worker taking the
         partition over starts from)."""
-        tag = self._tag(partition)
-        window = DedupWindow(self.dedup_window_s * 1000)
-        batches = await self.redis.zrangebyscore(f"{tag}:di", now_ms - self.dedup_window_s * 1000, "+inf", withscores=True)
-        if batches:
-            pipe = self.redis.pipeline(transaction=False)
-            for member, _ in batches:
-                pipe.smembers(f"{tag}:d:{member.decode()}")
-            for (_, arrived), members in zip(batches, await pipe.execute()):
-                window.add((int(m) for m in members), int(arrived))
-        return window
-
-    def _sums(
-        self, posts: Sequence[ScoredPost], model_version: str, shown: Callable[[int], ShownPost] | None, positions: Sequence[int]
-    ) -> list[object]:
-        """The script's arguments after the posts: per (scope, minute) the count, negatives,
-        score sum, term counts and example candidates; then, when every prediction is kept,
-        each post's."""
-        groups: dict[tuple[str, int], list] = {}
-        for post in posts:
-            minute = post.event_ms // 60_000
-            for scope in post.scopes:
-                group = groups.get((scope, minute))
-                if group is None:
-                    group = groups[(scope, minute)] = [0, 0, 0.0, {}]
-                group[0] += 1
-                group[2] += post.score
-                if post.negative:
-                    group[1] += 1
-                    terms = group[3]
-                    for term in post.terms:
-                        terms[term] = terms.get(term, 0) + 1
-        candidates = example_candidates(posts, self.examples_per_minute) if self.examples_per_minute > 0 else set()
-        offered: dict[tuple[str, int], list[tuple[str, str, bytes]]] = {}
-        for k in sorted(candidates):
-            post = posts[k]
-            seen = shown(positions[k]) if shown is not None else ShownPost("")
-            kept = orjson.dumps({"text": seen.text, "url": seen.url, "score": post.score, "negative": post.negative, "model": model_version})
-            for scope in post.scopes:
-                offered.setdefault((scope, post.event_ms // 60_000), []).append((repr(post.score), post.id, kept))
-        args: list[object] = [len(groups)]
-        for (scope, minute), (n, neg, score_sum, terms) in groups.items():
-            offered_terms = sorted(terms.items(), key=lambda tc: (-tc[1], zlib.crc32(tc[0].encode())))[:TERMS_OFFERED]
-            args += [scope, minute, n, neg, repr(score_sum), len(offered_terms)]
-            for term, count in offered_terms:
-                args += [count, term]
-            chosen = offered.get((scope, minute), [])
-            args.append(len(chosen))
-            for score, post_id, kept in sorted(chosen, key=lambda c: -float(c[0])):
-                args += [score, post_id, kept]
-        if self.keep_all_predictions:
-            for post in posts:
-                args += [post.id, orjson.dumps({"score": post.score, "negative": post.negative, "model": model_version})]
-        return args
+        return (await self._read_partition(partition, now_ms, -1)).window
 
     async def counted_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
         """The last counted offset of each of these partitions that has one."""
@@ -454,75 +679,87 @@ class Counters:
         buckets = await self.buckets(scope, longest)
         return {length: aggregate(buckets, window_minutes(end_minute, length)) for length in lengths}
 
-    async def _sorted_sets(self, kind: str, scope: str, minutes: range) -> list[list[tuple[bytes, float]]]:
+    async def _fields(self, reads_of: Callable[[str], list[tuple[str, list[str]]]]) -> list[tuple[int, list[bytes | None]]]:
+        """Per partition, the values of ``reads_of(tag)``'s (hash, fields), in order, in
+        one round trip."""
         partitions = await self.partitions()
+        reads = [reads_of(self._tag(partition)) for partition in partitions]
+        if not any(reads):
+            return [(partition, []) for partition in partitions]
         pipe = self.redis.pipeline(transaction=False)
-        for partition in partitions:
-            tag = self._tag(partition)
-            for minute in minutes:
-                pipe.zrange(f"{tag}:{kind}:{scope}:{minute}", 0, -1, withscores=True)
-        return await pipe.execute() if partitions and minutes else []
+        for wanted in reads:
+            for key, fields in wanted:
+                pipe.hmget(key, fields)
+        replies = iter(await pipe.execute())
+        return [(partition, [value for _ in wanted for value in next(replies)]) for partition, wanted in zip(partitions, reads)]
 
     async def term_counts(self, scope: str, minutes: range) -> dict[str, int]:
         """Term counts of the negative posts in these minutes (each post counts a term once)."""
         totals: dict[str, int] = {}
-        for entries in await self._sorted_sets("t", scope, minutes):
-            for term, count in entries:
-                totals[term.decode()] = totals.get(term.decode(), 0) + int(count)
+        for _, values in await self._fields(lambda tag: [(f"{tag}:m:{minute}", [f"t:{scope}"]) for minute in minutes]):
+            for raw in values:
+                if raw:
+                    for term, count in orjson.loads(raw).items():
+                        totals[term] = totals.get(term, 0) + count
         return totals
 
-    async def examples(self, scope: str, minutes: range, k: int) -> list[str]:
-        """Ids of the most confidently negative posts in these minutes (ties by id)."""
+    async def examples(self, scope: str, minutes: range, k: int, *, keep: bool = False) -> list[str]:
+        """Ids of the most confidently negative posts in these minutes (ties by id).
+        ``keep``: an alert shows them, so what the console may show of them and what the
+        model said are kept (``T:post:<id>``) for the counters' retention, however many
+        better posts come later."""
         if k <= 0:
             return []
-        best: dict[str, float] = {}
-        for entries in await self._sorted_sets("x", scope, minutes):
-            for post_id, score in entries:
-                key = post_id.decode()
-                best[key] = max(best.get(key, score), score)
-        ranked = sorted(best.items(), key=lambda ps: (-ps[1], ps[0]))
-        return [post_id for post_id, _ in ranked[:k]]
+        best: dict[str, tuple[int, Example]] = {}
+        for partition, values in await self._fields(lambda tag: [(f"{tag}:m:{minute}", [f"x:{scope}"]) for minute in minutes]):
+            for raw in values:
+                for entry in map(_example, orjson.loads(raw) if raw else ()):
+                    if entry[1] not in best or entry[0] > best[entry[1]][1][0]:
+                        best[entry[1]] = (partition, entry)
+        chosen = sorted(best.values(), key=lambda found: _example_rank(found[1]))[:k]
+        if keep and chosen:
+            pipe = self.redis.pipeline(transaction=False)
+            for partition, (score, post_id, _, text, url, model) in chosen:
+                shown = {"text": text, "url": url, "score": score, "negative": True, "model": model}
+                pipe.set(f"{self._tag(partition)}:post:{post_id}", orjson.dumps(shown), ex=self.ttl_s)
+            await pipe.execute()
+        return [entry[1] for _, entry in chosen]
 
     async def snapshot(
         self, scopes: Sequence[str], minutes: range, hours: Sequence[int]
     ) -> dict[str, tuple[dict[int, Bucket], dict[int, HourBucket]]]:
         """Minute buckets and hourly rollups of several scopes, summed over the
         partitions, in one round trip."""
-        partitions = await self.partitions()
-        pipe = self.redis.pipeline(transaction=False)
-        for partition in partitions:
-            tag = self._tag(partition)
-            for scope in scopes:
-                for minute in minutes:
-                    pipe.hmget(f"{tag}:b:{scope}:{minute}", "n", "neg", "s")
-                for hour in hours:
-                    pipe.hmget(f"{tag}:h:{scope}:{hour}", "n", "neg")
-                    pipe.get(f"{tag}:m:{scope}:{hour}")
-        rows = iter(await pipe.execute() if partitions and (minutes or hours) else [])
-        sums = {scope: ({}, {}, {}) for scope in scopes}
-        for _ in partitions:
-            for scope in scopes:
-                minute_sums, hour_sums, live = sums[scope]
-                for minute in minutes:
-                    n, neg, score_sum = next(rows)
-                    if n is not None:
+        sums: dict[str, tuple[dict[int, tuple[int, int, float]], dict[int, list[int]]]] = {scope: ({}, {}) for scope in scopes}
+        if not scopes:
+            return {}
+        bucket_fields = [f"b:{scope}" for scope in scopes]
+
+        def reads_of(tag: str) -> list[tuple[str, list[str]]]:
+            return [(f"{tag}:m:{minute}", bucket_fields) for minute in minutes] + [(f"{tag}:h:{hour}", list(scopes)) for hour in hours]
+
+        for _, values in await self._fields(reads_of):
+            rows = iter(values)
+            for minute in minutes:
+                for scope in scopes:
+                    bucket = _parse_bucket(next(rows))
+                    if bucket is not None:
+                        minute_sums = sums[scope][0]
                         old = minute_sums.get(minute, (0, 0, 0.0))
-                        minute_sums[minute] = (old[0] + int(n), old[1] + int(neg or 0), old[2] + float(score_sum or 0.0))
-                for hour in hours:
-                    n, neg = next(rows)
-                    bits = next(rows)
-                    if n is not None:
-                        old = hour_sums.get(hour, (0, 0))
-                        hour_sums[hour] = (old[0] + int(n), old[1] + int(neg or 0))
-                    if bits:
-                        # SETBIT counts from the first byte's top bit: align before ORing.
-                        live[hour] = live.get(hour, 0) | int.from_bytes(bits.ljust(8, b"\0"), "big")
+                        minute_sums[minute] = (old[0] + bucket[0], old[1] + bucket[1], old[2] + bucket[2])
+            for hour in hours:
+                for scope in scopes:
+                    rollup = _parse_hour(next(rows))
+                    if rollup is not None:
+                        hour_sums = sums[scope][1]
+                        old = hour_sums.get(hour, [0, 0, 0])
+                        hour_sums[hour] = [old[0] + rollup[0], old[1] + rollup[1], old[2] | rollup[2]]
         return {
             scope: (
                 {m: Bucket(*v) for m, v in minute_sums.items()},
-                {h: HourBucket(n, neg, live.get(h, 0).bit_count()) for h, (n, neg) in hour_sums.items()},
+                {h: HourBucket(n, neg, live.bit_count()) for h, (n, neg, live) in hour_sums.items()},
             )
-            for scope, (minute_sums, hour_sums, live) in sums.items()
+            for scope, (minute_sums, hour_sums) in sums.items()
         }
 
     async def counted(self, post_ids: Sequence[str]) -> list[bool]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from alerting.escalation import Escalator
 from config.settings import Settings
-from counting.counters import Counters, ScoredPost, ShownPost
+from counting.counters import Counters, PartitionBatch, ScoredPost, ShownPost
 from counting.terms import ScopeMatcher, driver_terms
 from counting.windows import minute_of
 from models.preprocess import mask, preprocess
@@ -230,7 +230,7 @@ class Pipeline:
             # At the shared watermark: a worker behind the others must not decide on an
             # older minute. The incident store reports each alert it queues (metrics, logs).
             shared_ms = max(self._watermark_ms, await self.counters.watermark_ms())
-            await self.escalator.evaluate(minute_of(shared_ms), touched)
+            await self.escalator.evaluate(minute_of(shared_ms), touched, since=minute_of(min(post.event_ms for post in batch.scored.posts)))
             batch.escalated = True
         return result
 
@@ -244,23 +244,24 @@ class Pipeline:
         groups: dict[int, list[int]] = {max(m.partition, 0): [] for m in batch.messages}
         for position, source in enumerate(batch.sources):
             groups[max(source.partition, 0)].append(position)
+        parts, positions_of = [], {}
         for partition, positions in sorted(groups.items()):
             if partition in batch.fresh_by_partition:
                 continue
             messages = [m for m in batch.messages if max(m.partition, 0) == partition]
-            through = max((m.offset for m in messages), default=-1)
             arrived = [m.timestamp_ms for m in messages if m.timestamp_ms is not None]
-            posts = [scored.posts[i] for i in positions]
             tweets = [batch.accepted[i] for i in positions]
-            fresh = await self.counters.count_new(
-                posts,
-                model_version=version,
-                shown=lambda i, tweets=tweets: ShownPost(mask(tweets[i].text), tweets[i].url),
-                partition=partition,
-                through_offset=through,
+            parts.append(PartitionBatch(
+                partition,
+                [scored.posts[i] for i in positions],
+                through_offset=max((m.offset for m in messages), default=-1),
                 arrived_ms=max(arrived) if arrived else None,
-            )
-            batch.fresh_by_partition[partition] = [positions[i] for i in fresh]
+                shown=lambda i, tweets=tweets: ShownPost(mask(tweets[i].text), tweets[i].url),
+            ))
+            positions_of[partition] = positions
+        # All partitions in one call: one script run a Redis slot, not one a partition.
+        for partition, fresh in (await self.counters.count_batch(parts, model_version=version)).items():
+            batch.fresh_by_partition[partition] = [positions_of[partition][i] for i in fresh]
 
     async def _score(self, scorer: Scorer, clean: list[str]) -> tuple[Sequence[float], float]:
         """Scores and seconds taken. A batch the model is expected to score within

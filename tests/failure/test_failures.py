@@ -319,7 +319,8 @@ async def test_a_worker_stopped_while_redis_refuses_writes_stops_in_time_and_los
 async def test_feedback_on_a_post_whose_id_is_wrong_keeps_the_wrong_set(private, scenario, tmp_path):
     from alerting.feedback import FeedbackStore, make_feedback
 
-    settings = scenario.model_copy(update={"topic_feedback": f"{scenario.topic_raw}.feedback"})
+    # Every prediction kept, so feedback on any of these posts can be checked.
+    settings = scenario.model_copy(update={"topic_feedback": f"{scenario.topic_raw}.feedback", "keep_predictions": "all"})
     now = int(time.time() * 1000)
     ids = ["wrong", "post:wrong", "a:b", "*", "{x}", "after"]
     records = [(i.encode(), orjson.dumps({"id": i, "text": "@united flight delayed again, awful service", "created_at": now - MINUTE})) for i in ids]

@@ -294,6 +294,13 @@ async def test_two_workers_opening_the_same_incident_announce_it_once(redis, pre
     assert stored == announced[0]
     # The most confidently negative posts; the only term (no reference yet) is the driver.
     assert (stored.example_post_ids, stored.top_terms, stored.model_version) == (["p119", "p118", "p117", "p116", "p115"], ["cancelled"], "3")
+    # What is kept of the posts the alert showed outlives their place among the minute's
+    # examples; posts pushed out that no alert showed are not kept.
+    for name, score in (("q", 0.9), ("r", 0.95)):
+        await counters.count([ScoredPost(f"{name}{i}", minute * 60_000 + 500, score, True, ["all"], ["cancelled"]) for i in range(5)], model_version="3")
+    assert await counters.examples("all", range(minute, minute + 1), 5) == [f"r{i}" for i in range(5)]
+    kept = await counters.predictions([*stored.example_post_ids, "q0"])
+    assert [p is not None and p.negative for p in kept.values()] == [True] * 5 + [False]
 
 
 async def test_an_incident_keeps_its_id_through_the_cool_down_and_stale_changes_lose(redis, prefix):
@@ -421,12 +428,17 @@ async def test_a_worker_delivers_through_its_outbox_and_takes_feedback(isolated,
                 return [m for m in slack.json() if m["text"].startswith(prefix) and m["text"].endswith(suffix)]
 
             opened = await wait_for(lambda: slack_says("Bad buzz [", "on all posts"), timeout=120, what="the bad-buzz alert on Slack", process=worker)
+            # The analyst disagrees with the posts the alert showed (whose predictions are
+            # kept), and with posts it did not show (unknown to the model-quality check).
+            blocks = opened[0]["attachments"][0]["blocks"]
+            examples = blocks[3]["text"]["text"].split("*Example posts:* ")[1].replace("`", "").split(", ")
+            judged = examples + [post_id for post_id in burst_ids if post_id not in examples][:10 - len(examples)]
             cli = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "badbuzz.cli",
                 "feedback",
-                burst_ids[0],
+                judged[0],
                 "--label",
                 "positive",
                 "--comment",
@@ -436,8 +448,8 @@ async def test_a_worker_delivers_through_its_outbox_and_takes_feedback(isolated,
                 stderr=asyncio.subprocess.PIPE,
             )
             out, err = await cli.communicate()
-            assert (cli.returncode, out.decode()) == (0, f"feedback on post {burst_ids[0]} (positive) sent to {settings.topic_feedback}\n"), err.decode()
-            for post_id in burst_ids[1:10]:
+            assert (cli.returncode, out.decode()) == (0, f"feedback on post {judged[0]} (positive) sent to {settings.topic_feedback}\n"), err.decode()
+            for post_id in judged[1:]:
                 await send_feedback(settings, make_feedback(post_id, "positive", now_ms=int(time.time() * 1000)))
             quality = await wait_for(
                 lambda: slack_says("Model quality [WARNING] on the sentiment model"), timeout=60, what="the model-quality alert", process=worker
@@ -450,8 +462,6 @@ async def test_a_worker_delivers_through_its_outbox_and_takes_feedback(isolated,
             traces = await wait_for(feedback_traces, timeout=60, what="the feedback traces in App Insights", process=worker)
         alerts = [orjson.loads(r.value) for r in await _drain(settings, settings.topic_alerts)]
 
-    blocks = opened[0]["attachments"][0]["blocks"]
-    examples = blocks[3]["text"]["text"].split("*Example posts:* ")[1].replace("`", "").split(", ")
     assert len(examples) == 5 and set(examples) <= produced
     assert blocks[1]["text"]["text"].startswith("negative rate ")
     assert quality[0]["attachments"][0]["blocks"][1]["text"]["text"] == "4 wrong-prediction feedbacks in 15 min (alert above 3)"
@@ -466,9 +476,11 @@ async def test_a_worker_delivers_through_its_outbox_and_takes_feedback(isolated,
     for ids in (slack_ids, event_ids, kafka_ids):
         assert len(ids) == len(set(ids)) and must <= set(ids)
     by_post = {t["data"]["baseData"]["properties"]["prediction_id"]: t["data"]["baseData"]["properties"] for t in traces}
-    assert set(by_post) == set(burst_ids[:10])
-    assert by_post[burst_ids[0]]["comment"] == "<user> it was a joke <url>"
-    assert {p["true_label"] for p in by_post.values()} == {"positive"} and {p["model_version"] for p in by_post.values()} == {"1"}
+    assert set(by_post) == set(judged)
+    assert by_post[judged[0]]["comment"] == "<user> it was a joke <url>"
+    assert {p["true_label"] for p in by_post.values()} == {"positive"}
+    # The model's word is known on the posts the alert showed, not on the others.
+    assert [by_post[post_id]["model_version"] for post_id in judged] == ["1"] * len(examples) + [""] * (len(judged) - len(examples))
     assert "secret" not in (tmp_path / "worker.log").read_text()
 
 
@@ -524,7 +536,7 @@ async def test_within_a_minute_only_the_scopes_a_batch_touched_are_read_again(re
     assert read and read[-1] == ["all", "term:bag", "term:seat"]
 
 
-async def test_alert_examples_are_the_most_negative_posts_with_ties_broken_as_redis_does(redis, prefix):
+async def test_alert_examples_are_the_most_negative_posts_with_ties_broken_by_id(redis, prefix):
     import random
 
     rng = random.Random(5)
@@ -536,8 +548,9 @@ async def test_alert_examples_are_the_most_negative_posts_with_ties_broken_as_re
         posts = [ScoredPost(f"p{batch}-{i:02d}", minute * 60_000, rng.choice([0.6, 0.8, 0.9, 0.95]), True, ["all"], ()) for i in range(rng.randint(1, 40))]
         await counters.count(posts)
         everything += posts
-        kept = sorted(everything, key=lambda p: (p.score, p.id), reverse=True)[:5]
-        expected = [p.id for p in sorted(kept, key=lambda p: (-p.score, p.id))]
+        # Each minute keeps the five an alert would show (ties: the smallest ids), whatever
+        # the batches were.
+        expected = [p.id for p in sorted(everything, key=lambda p: (-p.score, p.id))[:5]]
         assert await counters.examples("all", range(minute, minute + 1), 5) == expected
 
 

@@ -119,6 +119,8 @@ async def _seed(settings: Settings) -> dict:
             [ScoredPost("p-2", (MINUTE + 100) * 60_000, 0.93, True, ["all"], ["cancelled"])], model_version="1",
             shown=lambda _: ShownPost(mask("Flight cancelled AGAIN @AirParadis https://t.co/x1"), "https://feed.test/p-2"),
         )
+        # As the escalator does for the posts an alert shows: kept for the console.
+        assert await counters.examples("all", range(MINUTE + 100, MINUTE + 101), 5, keep=True) == ["p-2"]
         return {"rate": rate.id, "volume": spike.id, "earlier": earlier.id, "later": later.id}
     finally:
         await redis.aclose()

@@ -30,7 +30,7 @@ class LengthScorer:
 
 
 class NoEscalation:
-    async def evaluate(self, minute, touched=None):
+    async def evaluate(self, minute, touched=None, since=None):
         return []
 
 

@@ -1,5 +1,6 @@
-"""The texts the console shows beside an alert: kept, masked, only for the posts that can
-become examples (a minute's most negative posts per scope), for the counters' retention."""
+"""The texts the console shows beside an alert: a minute's examples (its most negative
+posts per scope) carry them, masked; those an alert shows are kept apart for the
+counters' retention."""
 from __future__ import annotations
 
 import time
@@ -12,7 +13,7 @@ import redis.asyncio as aioredis
 
 from benchmarks.keys import delete_prefix
 from config.settings import Settings
-from counting.counters import Counters, ScoredPost, ShownPost, example_candidates, partition_tag
+from counting.counters import Counters, ShownPost, partition_tag
 from models.scorer import ModelInfo
 from stream.model_watch import ActiveModel
 from stream.pipeline import Pipeline, PipelineConfig, RawMessage
@@ -32,7 +33,7 @@ class LengthScorer:
 
 
 class NoEscalation:
-    async def evaluate(self, minute, touched=None):
+    async def evaluate(self, minute, touched=None, since=None):
         return []
 
 
@@ -40,24 +41,7 @@ async def no_dead_letters(message, reason):
     raise AssertionError(f"unexpected dead letter: {reason}")
 
 
-def test_candidates_are_each_scope_and_minutes_best_with_ties():
-    def post(i, score, scopes, minute=1, negative=True):
-        return ScoredPost(f"p{i}", minute * 60_000, score, negative, scopes, ())
-
-    posts = [
-        post(0, 0.9, ["all"]),
-        post(1, 0.8, ["all", "term:delay"]),
-        post(2, 0.8, ["all"]),  # tied with the second best of "all"
-        post(3, 0.7, ["all"]),
-        post(4, 0.6, ["all", "term:delay"]),  # second best of "term:delay"
-        post(5, 0.5, ["all", "term:delay"]),
-        post(6, 0.4, ["all"], minute=2),  # the best of another minute
-        post(7, 0.99, ["all"], negative=False),
-    ]
-    assert example_candidates(posts, 2) == {0, 1, 2, 4, 6}
-
-
-async def test_the_pipeline_keeps_the_masked_text_and_link_of_example_candidates_only(live_services):
+async def test_the_masked_text_and_link_of_the_examples_an_alert_shows_are_kept(live_services):
     redis = aioredis.Redis.from_url(live_services[1])
     prefix = f"test:shown:{uuid.uuid4().hex[:10]}"
     counters = Counters(redis, prefix=prefix, ttl_s=TTL_S, examples_per_minute=2)
@@ -66,6 +50,7 @@ async def test_the_pipeline_keeps_the_masked_text_and_link_of_example_candidates
     )
     now_ms = int(time.time() * 1000)
     minute = now_ms // 60_000
+    this_minute = range(minute, minute + 1)
 
     def raw(post_id: str, text: str, **extra) -> RawMessage:
         return RawMessage(orjson.dumps({"id": post_id, "text": text, **extra}), timestamp_ms=minute * 60_000 + 1000)
@@ -77,6 +62,10 @@ async def test_the_pipeline_keeps_the_masked_text_and_link_of_example_candidates
             raw("six", "delayed again and again, sigh"),
             raw("three", "nice crew today"),
         ])
+        # The minute's examples hold what may be shown of them; nothing is kept apart yet.
+        assert await counters.shown(["ten", "nine"]) == {"ten": None, "nine": None}
+        # An alert shows them: kept, masked, for the counters' retention.
+        assert await counters.examples("all", this_minute, 5, keep=True) == ["ten", "nine"]
         kept = await counters.shown(["ten", "nine", "six", "three"])
         assert kept == {
             "ten": ShownPost("@user my flight was cancelled twice, see <url> now!! today", "https://feed.test/p/ten"),
@@ -84,14 +73,20 @@ async def test_the_pipeline_keeps_the_masked_text_and_link_of_example_candidates
             "six": None,
             "three": None,
         }
-        assert await counters.examples("all", range(minute, minute + 1), 5) == ["ten", "nine"]
+        assert (await counters.prediction("nine")).negative and await counters.prediction("six") is None
         assert 0 < await redis.ttl(f"{partition_tag(prefix, 0)}:post:ten") <= TTL_S
 
-        # A redelivered post is not counted or kept again; a new best one is.
-        await pipeline.process([raw("nine", "changed text, six words here"), raw("eleven", "one two three four five six seven eight nine ten eleven")])
-        kept = await counters.shown(["nine", "eleven"])
-        assert kept == {"nine": ShownPost("Lost my bag & nobody at desk helps, @user", None), "eleven": ShownPost(
-            "one two three four five six seven eight nine ten eleven", None)}
+        # Better posts push them out of the minute's examples: what the alert showed stays.
+        # A redelivered post is not counted or kept again.
+        eleven = "one two three four five six seven eight nine ten eleven"
+        await pipeline.process([raw("nine", "changed text, six words here"), raw("eleven", eleven), raw("a-best", eleven)])
+        assert await counters.examples("all", this_minute, 5) == ["a-best", "eleven"]
+        assert (await counters.shown(["nine"]))["nine"] == ShownPost("Lost my bag & nobody at desk helps, @user", None)
+        assert (await counters.window("all", minute, 1)).total == 6
+        # Another process (a worker that took the partition over) keeps them the same.
+        other = Counters(redis, prefix=prefix, ttl_s=TTL_S, examples_per_minute=2)
+        assert await other.examples("all", this_minute, 1, keep=True) == ["a-best"]
+        assert await counters.shown(["a-best", "eleven"]) == {"a-best": ShownPost(eleven, None), "eleven": None}
     finally:
         await delete_prefix(redis, prefix)
         await redis.aclose()

@@ -48,6 +48,9 @@ async def _check(redis_url: str, cases) -> None:
         posts = [ScoredPost(post_id, minute * 60_000, 0.9 if said else 0.1, said, ["all"], []) for post_id, said, _ in cases]
         assert await counters.count(posts, model_version="3") == len(cases)
         assert await counters.count(posts, model_version="3") == 0
+        # Predictions are kept for the posts an alert shows: the minute's five most
+        # negative (equal scores: the smallest ids).
+        shown = await counters.examples("all", range(minute, minute + 1), 5, keep=True)
         store = FeedbackStore(redis, prefix=prefix, ttl_s=600)
         outbox = Outbox(redis, prefix=prefix, sinks=["kafka"], cfg=OutboxConfig.from_settings(DEFAULTS))
         incidents = IncidentStore(redis, prefix=prefix, ttl_s=600, outbox=outbox)
@@ -56,9 +59,8 @@ async def _check(redis_url: str, cases) -> None:
         for post_id, _, truth in cases:
             feedback = make_feedback(post_id, "negative" if truth else "positive", now_ms=int(now * 1000))
             await processor.handle(feedback.to_json())
-        # Predictions are kept for the example posts: the five negative ones Redis keeps
-        # (equal scores: the greatest ids, byte-wise).
-        kept = set(sorted((post_id for post_id, said, _ in cases if said), key=lambda i: i.encode())[-5:])
+        kept = set(sorted(post_id for post_id, said, _ in cases if said)[:5])
+        assert set(shown) == kept
         wrong = {post_id for post_id, said, truth in cases if post_id in kept and not truth}
         assert set(await store.wrong_since(0, int(now * 1000))) == wrong
         assert await redis.type(f"{shared_keyspace(prefix)}:feedback:wrong") == (b"zset" if wrong else b"none")

@@ -120,7 +120,13 @@ async def test_a_backlog_caught_up_at_once_announces_what_live_counting_announce
     await redis.delete(f"{{{prefix}}}:evaluated")
     late = escalator(redis, prefix)
     assert await late.evaluate(start + 13) == []
+    # A worker whose very first batch is the whole backlog decides it from its oldest
+    # minute on, as live counting did; without ``since`` it would decide the last minute only.
+    first = escalator(redis, f"{prefix}:first")
+    await first.counters.count([p for posts in day(start) for p in posts])
+    assert what(await first.evaluate(start + 29, since=start)) == what(announced_live)
     await delete_prefix(redis, f"{prefix}:live")
+    await delete_prefix(redis, f"{prefix}:first")
 
 
 async def test_a_new_owner_evaluates_the_minutes_the_old_one_had_not_reached(redis, prefix):

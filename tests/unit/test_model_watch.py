@@ -36,9 +36,12 @@ class RecordingCounters:
         self.calls.append(([p.id for p in posts], model_version))
         return list(range(len(posts)))
 
+    async def count_batch(self, parts, *, model_version=""):
+        return {part.partition: await self.count_new(part.posts, model_version=model_version, shown=part.shown) for part in parts}
+
 
 class NoEscalation:
-    async def evaluate(self, minute, touched=None):
+    async def evaluate(self, minute, touched=None, since=None):
         return []
 
 

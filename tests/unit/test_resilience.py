@@ -289,7 +289,7 @@ async def test_a_retry_resumes_where_the_batch_failed(fast_backoff):
     class FlakyEscalator:
         failures = [redis_errors.OutOfMemoryError("command not allowed")]
 
-        async def evaluate(self, minute, touched=None):
+        async def evaluate(self, minute, touched=None, since=None):
             if self.failures:
                 raise self.failures.pop(0)
             evaluations.append(sorted(touched))
