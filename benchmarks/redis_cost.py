@@ -109,6 +109,12 @@ async def redis_counting_cost(settings: Settings, n: int, *, per_minute: int = D
         elapsed = time.perf_counter() - started
         after = await _server_totals(masters)
         assert (await counters.window("all", int(time.time() * 1000) // MINUTE_MS, 180)).total == n, "the benchmark lost posts"
+        # What the keys themselves take (MEMORY USAGE): the dataset figure also moves with
+        # allocator and replication buffers, by a few MiB per million posts on a cluster.
+        key_bytes = 0
+        for client in masters:
+            async for key in client.scan_iter(match="{" + prefix + ":*", count=1000):
+                key_bytes += await client.memory_usage(key, samples=0) or 0
     finally:
         await delete_prefix(redis, prefix)
         await redis.aclose()
@@ -125,6 +131,7 @@ async def redis_counting_cost(settings: Settings, n: int, *, per_minute: int = D
         "redis_cpu_us_per_post": (after["cpu_s"] - before["cpu_s"]) / n * 1e6,
         "redis_commands_per_post": (after["commands"] - before["commands"]) / n,
         "mib_per_million_posts": (after["memory"] - before["memory"]) / n * 1_000_000 / 2**20,
+        "keys_mib_per_million_posts": key_bytes / n * 1_000_000 / 2**20,
         "posts_per_s_one_client": n / elapsed,
     }
 
