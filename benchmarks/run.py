@@ -236,11 +236,11 @@ async def end_to_end(
         # What Redis spends per second whatever the traffic (the workers' timers, this
         # poller, its own housekeeping), measured with the same workers idle just after:
         # the rest is what each post costs it.
-        idle_from, idle_at = cpu_seconds(services["redis"]) if "redis" in services else 0.0, time.perf_counter()
-        while time.perf_counter() - idle_at < IDLE_S:
-            await asyncio.sleep(0.05)
-            await _counted(redis, s.redis_prefix)
         if "redis" in services:
+            idle_from, idle_at = cpu_seconds(services["redis"]), time.perf_counter()
+            while time.perf_counter() - idle_at < IDLE_S:
+                await asyncio.sleep(0.05)
+                await _counted(redis, s.redis_prefix)
             idle_per_s = (cpu_seconds(services["redis"]) - idle_from) / (time.perf_counter() - idle_at)
             cpu["redis_idle_cpu_ms_per_s"] = idle_per_s * 1000
             cpu["redis_cpu_us_per_post_beyond_idle"] = max(cpu_now["redis"] - cpu_at_first["redis"] - idle_per_s * drain_s, 0.0) / drained * 1e6

@@ -51,6 +51,7 @@ version), ``T:d:<arrival minute>`` (hash: the id hashes of each batch),
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -212,8 +213,6 @@ def merge_terms(kept: dict[str, int], added: dict[str, int], cap: int = TERMS_KE
     merged = dict(kept)
     for term, count in added.items():
         merged[term] = merged.get(term, 0) + count
-    if len(merged) <= cap:
-        return dict(sorted(merged.items(), key=_term_rank))
     return dict(sorted(merged.items(), key=_term_rank)[:cap])
 
 
@@ -238,7 +237,7 @@ def merge_examples(kept: Sequence[Example], offered: Iterable[Example], k: int) 
     for entry in offered:
         if entry[1] not in best or entry[0] > best[entry[1]][0]:
             best[entry[1]] = entry
-    return sorted(best.values(), key=_example_rank)[:k]
+    return heapq.nsmallest(k, best.values(), key=_example_rank)
 
 
 @dataclass(slots=True)
@@ -445,22 +444,19 @@ class Counters:
                 await self._prepare(job, model_version)
             retry = []
             for job, (code, counted) in zip(jobs, await self._run(jobs)):
-                state = job.state
-                if code == -1:
-                    lost = lost or CountsLost(job.part.partition, counted, state.expected)
-                    continue
-                retry.append(job)
-                if code == -3:
-                    job.state = await self._read_partition(job.part.partition, job.now_ms, max(state.expected, counted))
-                    job.remaining = [i for i, new in zip(job.remaining, job.state.window.fresh([job.hashes[i] for i in job.remaining], job.now_ms)) if new]
-                elif code == -2:
-                    if state.expected >= 0:
-                        state.expected = max(state.expected, counted)
-                    job.remaining = [i for i in job.remaining if job.part.posts[i].offset > counted or job.part.posts[i].offset < 0]
-                else:
-                    retry.pop()
+                if code >= 0:
                     self._finish(job, code)
                     results[job.part.partition] = job.remaining
+                elif code == -1:
+                    lost = lost or CountsLost(job.part.partition, counted, job.state.expected)
+                elif code == -3:
+                    await self._reread(job, max(job.state.expected, counted))
+                    retry.append(job)
+                else:
+                    if job.state.expected >= 0:
+                        job.state.expected = max(job.state.expected, counted)
+                    job.remaining = [i for i in job.remaining if job.part.posts[i].offset > counted or job.part.posts[i].offset < 0]
+                    retry.append(job)
             jobs = retry
         if lost is not None:
             raise lost
@@ -490,13 +486,8 @@ class Counters:
             job.sums = batch_sums(chosen)
             if await self._read_missing(job.tag, job.state, job.sums):
                 break
-            # Another worker wrote here since this copy was read.
-            job.state = await self._read_partition(job.part.partition, job.now_ms, job.state.expected)
-            job.remaining = [i for i, new in zip(job.remaining, job.state.window.fresh([job.hashes[i] for i in job.remaining], job.now_ms)) if new]
+            await self._reread(job, job.state.expected)
         job.minutes, job.hours, writes = self._plan(job.tag, job.state, job.sums, chosen, model_version, job.part.shown, job.remaining)
-        for key, (_, written) in writes.items():
-            if key in job.state.expiring:
-                writes[key] = (0, written)
         if job.remaining:
             writes[f"{job.tag}:d:{job.now_ms // DEDUP_SLOT_MS}"] = (
                 self.dedup_window_s + 3 * DEDUP_SLOT_MS // 1000, self._dedup_fields(job.state, job.hashes, job.remaining)
@@ -509,6 +500,12 @@ class Counters:
         ]
         for ttl, written in writes.values():
             job.args += [ttl, len(written) // 2, *written] if isinstance(written, list) else [ttl, 0, written]
+
+    async def _reread(self, job: _Job, expected: int) -> None:
+        """Another worker wrote the job's partition since its copy was read: read it again,
+        and drop the posts that worker counted (now in the dedup window)."""
+        job.state = await self._read_partition(job.part.partition, job.now_ms, expected)
+        job.remaining = [i for i, new in zip(job.remaining, job.state.window.fresh([job.hashes[i] for i in job.remaining], job.now_ms)) if new]
 
     async def _run(self, jobs: Sequence[_Job]) -> list[tuple[int, int]]:
         """Runs the jobs' writes, one script call per hash slot; each job's (code, offset)."""
@@ -550,6 +547,11 @@ class Counters:
         packed = np.fromiter((hashes[i] for i in positions), dtype=">i8", count=len(positions)).tobytes()
         piece = 8 * DEDUP_PIECE
         return [item for start in range(0, len(packed), piece) for item in (f"{state.version + 1}.{start // piece}", packed[start:start + piece])]
+
+    @staticmethod
+    def _ttl_once(state: _Partition, key: str, ttl: int) -> int:
+        """A hash's TTL is given once per copy of the partition (0: none to give)."""
+        return 0 if key in state.expiring else ttl
 
     @staticmethod
     def _entry(
@@ -616,7 +618,7 @@ class Counters:
         for (scope, minute), group in sums.items():
             old = state.minutes[(scope, minute)]
             new = MinuteState(old.n + group.n, old.neg + group.neg, old.s + group.s, old.terms, old.examples)
-            fields = writes.setdefault(f"{tag}:m:{minute}", (ttl, []))[1]
+            fields = writes.setdefault(f"{tag}:m:{minute}", (self._ttl_once(state, f"{tag}:m:{minute}", ttl), []))[1]
             fields += [f"b:{scope}", f"{new.n} {new.neg} {new.s!r}"]
             if group.terms:
                 new.terms = merge_terms(old.terms, group.terms)
@@ -638,7 +640,8 @@ class Counters:
             hour[1] += group.neg
             hour[2] |= 1 << (minute % 60)
         for (scope, hour_number), (n, neg, live) in hours.items():
-            writes.setdefault(f"{tag}:h:{hour_number}", (self.hour_ttl_s, []))[1].extend((scope, f"{n} {neg} {live}"))
+            key = f"{tag}:h:{hour_number}"
+            writes.setdefault(key, (self._ttl_once(state, key, self.hour_ttl_s), []))[1].extend((scope, f"{n} {neg} {live}"))
         if self.keep_all_predictions:
             for post in posts:
                 writes[f"{tag}:post:{post.id}"] = (ttl, orjson.dumps({"score": post.score, "negative": post.negative, "model": model_version}))

@@ -129,15 +129,22 @@ async def test_a_backlog_caught_up_at_once_announces_what_live_counting_announce
     await delete_prefix(redis, f"{prefix}:first")
 
 
-async def test_a_new_owner_evaluates_the_minutes_the_old_one_had_not_reached(redis, prefix):
-    start = int(time.time() // 60) - 40
+async def owner_dies_after_minute_10(redis, prefix: str, start: int) -> list[list]:
+    """An owner evaluates the first 11 calm minutes of ``day(start)``, then dies; the burst
+    (minutes 12-14) and the rest are counted by others. What it announced, minute by minute."""
     minutes = day(start)
     old_owner = escalator(redis, prefix)
+    announced = []
     for minute in range(11):
         await old_owner.counters.count(minutes[minute])
-        assert await old_owner.evaluate(start + minute) == []
-    # The old owner dies; the burst (minutes 12-14) and the rest are counted by others.
+        announced.append(await old_owner.evaluate(start + minute))
     await old_owner.counters.count([p for posts in minutes[11:] for p in posts])
+    return announced
+
+
+async def test_a_new_owner_evaluates_the_minutes_the_old_one_had_not_reached(redis, prefix):
+    start = int(time.time() // 60) - 40
+    assert await owner_dies_after_minute_10(redis, prefix, start) == [[]] * 11
     new_owner = escalator(redis, prefix)
     announced = await new_owner.evaluate(start + 29)
     assert [(a.action, a.scope) for a in announced] == [("opened", "term:bag"), ("escalated", "term:bag"), ("resolved", "term:bag")]
@@ -145,12 +152,7 @@ async def test_a_new_owner_evaluates_the_minutes_the_old_one_had_not_reached(red
 
 async def test_a_scope_taken_over_while_the_watermark_stands_still_is_caught_up(redis, prefix):
     start = int(time.time() // 60) - 40
-    minutes = day(start)
-    old_owner = escalator(redis, prefix)
-    for minute in range(11):
-        await old_owner.counters.count(minutes[minute])
-        await old_owner.evaluate(start + minute)
-    await old_owner.counters.count([p for posts in minutes[11:] for p in posts])
+    await owner_dies_after_minute_10(redis, prefix, start)
     owned = {"term:seat"}
     survivor = escalator(redis, prefix, owns=lambda scope: scope in owned)
     assert await survivor.evaluate(start + 29) == []
